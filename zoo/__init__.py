@@ -1,0 +1,39 @@
+"""adapter zoo: train, catalog, evaluate and ship compact PRoLoRA adapters.
+
+The public API is imported lazily (PEP 562) so that ``import zoo.storage`` or the catalog CLI
+never pays for importing torch or transformers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "PRoLoRAConfig": "zoo.config",
+    "attach": "zoo.attach",
+    "detach": "zoo.attach",
+    "extract": "zoo.attach",
+    "Adapter": "zoo.adapter",
+    "ZooError": "zoo.errors",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.adapter import Adapter
+    from zoo.attach import attach, detach, extract
+    from zoo.config import PRoLoRAConfig
+    from zoo.errors import ZooError
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,78 @@
+"""Typed errors of the zoo, in one place.
+
+Each error also subclasses the builtin a caller would naturally catch (``ValueError``,
+``FileNotFoundError``, ...), as huggingface_hub does, and carries the exit code the CLI maps it
+to. The CLI turns any ``ZooError`` into one line on stderr in ONE place (``zoo.cli.main``).
+"""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Base of every error the zoo raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(ZooError, ValueError):
+    """A configuration value is invalid (names the field, the value and what is allowed)."""
+
+    exit_code = 2
+
+
+class SpecError(ConfigError):
+    """A job spec is invalid; the message starts with the field path."""
+
+
+class AdapterFormatError(ZooError, ValueError):
+    """An adapter file is not a valid zoo adapter (wrong format, version, shapes, pickle...)."""
+
+    exit_code = 3
+
+
+class AdapterMismatchError(ZooError, ValueError):
+    """An adapter does not fit the base model it is attached to."""
+
+    exit_code = 3
+
+
+class NotFoundError(ZooError, LookupError):
+    """A reference (adapter id, prefix, name@alias, job id, blob) resolves to nothing."""
+
+    exit_code = 4
+
+
+class AmbiguousRefError(ZooError, LookupError):
+    """A reference (e.g. an id prefix) matches more than one object."""
+
+    exit_code = 4
+
+
+class IntegrityError(ZooError, OSError):
+    """Stored bytes do not match their digest (corruption, truncation)."""
+
+    exit_code = 5
+
+
+class QuerySyntaxError(ZooError, ValueError):
+    """A catalog query string cannot be parsed; the message points at the offending term."""
+
+    exit_code = 2
+
+
+class SchemaVersionError(ZooError, RuntimeError):
+    """The catalog schema is newer than this code, or not initialised."""
+
+    exit_code = 6
+
+
+class StoreError(ZooError, OSError):
+    """The object store failed after retries."""
+
+    exit_code = 7
+
+
+class JobError(ZooError, RuntimeError):
+    """A job failed, was cancelled, or cannot change state as asked."""
+
+    exit_code = 8
