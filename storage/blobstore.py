@@ -1,0 +1,233 @@
+"""Content-addressed blob stores: one small interface, a local directory and S3 behind it.
+
+Why content addressing: an adapter's sha256 is its identity (ADAPTER_FORMAT.md), so the key of
+its bytes is derived from the digest alone — ``<prefix>/blobs/sha256/ab/cdef…`` where ``ab`` is
+the first two hex characters and ``cdef…`` the remaining 62 (git-style fan-out keeps directory
+listings short). Identical adapters are stored once, integrity is a re-hash, and garbage
+collection is "blobs no catalog row names".
+
+Stores never interpret bytes; the publish and pull protocols (``publish.py``, ``pull.py``)
+verify what goes in and comes out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import unquote, urlparse
+
+from zoo.errors import ConfigError, NotFoundError, StoreError
+
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+BLOB_DIR = "blobs/sha256"
+CHUNK = 1024 * 1024
+
+
+def check_digest(digest: str) -> str:
+    """A sha256 hex digest, lower case; anything else could escape the key space."""
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise ValueError(f"not a sha256 hex digest: {digest!r}")
+    return digest
+
+
+def blob_key(digest: str) -> str:
+    """Relative key of a blob: ``blobs/sha256/ab/cdef…``."""
+    check_digest(digest)
+    return f"{BLOB_DIR}/{digest[:2]}/{digest[2:]}"
+
+
+def digest_from_key(key: str) -> str | None:
+    """Inverse of ``blob_key`` for the part after the prefix; None for foreign keys."""
+    parts = key.split("/")
+    if len(parts) < 4 or "/".join(parts[-4:-2]) != BLOB_DIR:
+        return None
+    digest = parts[-2] + parts[-1]
+    return digest if DIGEST_RE.match(digest) and len(parts[-2]) == 2 else None
+
+
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(sha256 hex, size) of a file, streamed."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """One stored blob: its digest, size in bytes and last-modified time (epoch seconds)."""
+
+    digest: str
+    size: int
+    mtime: float
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """What the protocols need from a store. Keys are sha256 digests, never paths."""
+
+    url: str
+
+    def stat(self, digest: str) -> BlobInfo | None:
+        """Size and mtime of a blob, or None when absent."""
+        ...
+
+    def put_file(self, digest: str, path: str | os.PathLike[str]) -> None:
+        """Store the file's bytes under ``digest`` (overwrites; callers check ``stat`` first)."""
+        ...
+
+    def get_file(self, digest: str, dest: str | os.PathLike[str], *,
+                 size: int | None = None) -> tuple[str, int]:
+        """Write the blob to ``dest``; return (sha256 of the bytes written, size).
+
+        ``size`` is a hint (from the catalog) that lets a store pick multipart transfers.
+        """
+        ...
+
+    def touch(self, digest: str) -> None:
+        """Refresh the blob's mtime so gc's grace period protects a blob being re-published."""
+        ...
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob (absent is fine)."""
+        ...
+
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        """Every blob under this store's prefix, with sizes and mtimes (for fsck and gc)."""
+        ...
+
+    def hash_blob(self, digest: str) -> tuple[str, int]:
+        """Re-hash the stored bytes: (sha256, size)."""
+        ...
+
+
+class LocalBlobStore:
+    """Blobs as files under a directory; writes land by temp file + fsync + ``os.replace``."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.url = self.root.as_uri()
+        self.fsync = fsync
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({str(self.root)!r})"
+
+    def path_for(self, digest: str) -> Path:
+        return self.root / blob_key(digest)
+
+    def stat(self, digest: str) -> BlobInfo | None:
+        try:
+            st = self.path_for(digest).stat()
+        except FileNotFoundError:
+            return None
+        return BlobInfo(digest, st.st_size, st.st_mtime)
+
+    def put_file(self, digest: str, path: str | os.PathLike[str]) -> None:
+        target = self.path_for(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:16]}.", suffix=".incomplete",
+                                   dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                shutil.copyfileobj(src, out, CHUNK)
+                if self.fsync:
+                    out.flush()
+                    os.fsync(out.fileno())
+            os.replace(tmp, target)
+            tmp = None
+        finally:
+            if tmp is not None:
+                _unlink_quiet(tmp)
+
+    def get_file(self, digest: str, dest: str | os.PathLike[str], *,
+                 size: int | None = None) -> tuple[str, int]:
+        src = self.path_for(digest)
+        h = hashlib.sha256()
+        size = 0
+        try:
+            fin = open(src, "rb")  # noqa: SIM115 - closed below, error mapped first
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} is missing from store {self.url}") from None
+        with fin, open(dest, "wb") as out:
+            while chunk := fin.read(CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        return h.hexdigest(), size
+
+    def touch(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.path_for(digest))
+
+    def delete(self, digest: str) -> None:
+        _unlink_quiet(self.path_for(digest))
+
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        base = self.root / BLOB_DIR
+        if not base.is_dir():
+            return
+        for fan in sorted(base.iterdir()):
+            if not fan.is_dir() or len(fan.name) != 2:
+                continue
+            for entry in os.scandir(fan):
+                digest = fan.name + entry.name
+                if entry.is_file() and DIGEST_RE.match(digest):
+                    st = entry.stat()
+                    yield BlobInfo(digest, st.st_size, st.st_mtime)
+
+    def hash_blob(self, digest: str) -> tuple[str, int]:
+        try:
+            return sha256_file(self.path_for(digest))
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} is missing from store {self.url}") from None
+
+
+def _unlink_quiet(path: str | os.PathLike[str]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def open_store(url: str | os.PathLike[str], *, workers: int = 8) -> BlobStore:
+    """A store from a URL: ``file:///dir``, a plain directory path, or ``s3://bucket/prefix``.
+
+    ``workers`` sizes the S3 connection pool to the transfer thread count.
+    """
+    text = os.fspath(url)
+    if text.startswith("s3://"):
+        from zoo.storage.s3store import S3BlobStore
+
+        parsed = urlparse(text)
+        if not parsed.netloc:
+            raise ConfigError(f"store URL {text!r} has no bucket (expected s3://bucket/prefix)")
+        return S3BlobStore(parsed.netloc, parsed.path.strip("/"), workers=workers)
+    if text.startswith("file://"):
+        parsed = urlparse(text)
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"store URL {text!r}: file URLs must be local (file:///path)")
+        return LocalBlobStore(unquote(parsed.path))
+    if "://" in text:
+        raise ConfigError(f"store URL {text!r}: unsupported scheme (use a directory, file:// or s3://)")
+    return LocalBlobStore(text)
+
+
+def age_seconds(info: BlobInfo, now: float | None = None) -> float:
+    """How long ago the blob was last written."""
+    return (time.time() if now is None else now) - info.mtime
+
+
+__all__ = [
+    "BlobInfo", "BlobStore", "LocalBlobStore", "StoreError", "age_seconds", "blob_key",
+    "check_digest", "digest_from_key", "open_store", "sha256_file",
+]
