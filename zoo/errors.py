@@ -76,3 +76,27 @@ class JobError(ZooError, RuntimeError):
     """A job failed, was cancelled, or cannot change state as asked."""
 
     exit_code = 8
+
+
+class InvalidNameError(ConfigError):
+    """A name, tag or alias is not allowed (traversal, bad characters, too long...)."""
+
+
+class ConflictError(ZooError, ValueError):
+    """A write contradicts what the catalog holds (e.g. a job id that already published)."""
+
+    exit_code = 9
+
+
+class DataError(ConfigError):
+    """A training or evaluation data file is missing, empty or malformed (names file and line)."""
+
+
+class TrainingStopped(JobError):
+    """Training was stopped on request (``should_stop``) before it finished; nothing was produced."""
+
+
+class CatalogBusyError(ZooError, TimeoutError):
+    """The catalog stayed locked by other writers longer than the retry budget."""
+
+    exit_code = 10
