@@ -1,0 +1,464 @@
+"""The catalog API: add, resolve, tag, alias, list — functions over a Session.
+
+The caller owns the transaction (``with catalog.transaction() as s:`` or ``catalog.run(fn)``),
+so one logical change — e.g. publish = adapter row + tags + aliases + job update — commits
+atomically. Every input is validated before the first write. Pages batch-load tags, aliases and
+eval results (one query each), never one query per row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, joinedload, selectinload
+from zoo.storage.models import Adapter, AdapterRow, AliasRow, BaseModel, EvalResult, TagRow, utcnow
+from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
+from zoo.storage.refs import (
+    ID_LENGTH,
+    normalize_id_ref,
+    parse_name_alias,
+    parse_tag,
+    parse_tags,
+    validate_digest,
+    validate_name,
+)
+
+from zoo.errors import (
+    AdapterFormatError,
+    AmbiguousRefError,
+    ConflictError,
+    InvalidNameError,
+    NotFoundError,
+)
+
+__all__ = [
+    "AdapterRow", "Page", "add_adapter", "resolve_ref", "resolve_many", "add_tags",
+    "remove_tags", "set_alias", "remove_alias", "list_aliases", "referenced_digests",
+    "list_adapters", "iter_adapters", "adapter_to_dict", "LOADERS",
+]
+
+# Explicit loaders (relationships are lazy="raise"): a page costs 1 + 3 queries.
+LOADERS = (
+    joinedload(Adapter.base_model),
+    selectinload(Adapter.tags),
+    selectinload(Adapter.aliases),
+    selectinload(Adapter.eval_results),
+)
+_INT_FIELDS = ("r", "unshared_r", "share_a", "share_b", "stride_a", "stride_b")
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(session: Session, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the session's dialect."""
+    if _dialect(session) == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
+    """The typed catalog columns of an adapter config, validated (field named on error)."""
+    if not isinstance(config, dict):
+        raise AdapterFormatError(f"adapter config must be a mapping, got {type(config).__name__}")
+
+    def need(key: str, kinds: tuple[type, ...]) -> Any:
+        if key not in config:
+            raise AdapterFormatError(f"adapter config lacks required field {key!r}")
+        value = config[key]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = "/".join(k.__name__ for k in kinds)
+            raise AdapterFormatError(f"adapter config field {key}={value!r} must be {names}")
+        return value
+
+    cols: dict[str, Any] = {k: need(k, (int,)) for k in _INT_FIELDS}
+    cols["task"] = need("task", (str,))
+    cols["rotation"] = need("rotation", (bool,))
+    cols["init"] = need("init", (str,))
+    cols["alpha"] = float(need("alpha", (int, float)))
+    cols["dtype"] = need("dtype", (str,))
+    cols["base_model"] = need("base_model", (str,))
+    digest = config.get("base_model_digest")
+    if digest is not None and not isinstance(digest, str):
+        raise AdapterFormatError(f"adapter config field base_model_digest={digest!r} must be str")
+    cols["base_model_digest"] = digest
+    if not cols["base_model"] or len(cols["base_model"]) > 512:
+        raise AdapterFormatError("adapter config field base_model must be 1..512 characters")
+    return cols
+
+
+def config_params(config: dict[str, Any]) -> int:
+    """Trainable parameters = elements of the A/B tensors, from ``config["modules"]``."""
+    from zoo.config import trainable_params
+
+    modules = config.get("modules")
+    if not isinstance(modules, dict):
+        raise AdapterFormatError("adapter config field 'modules' must be a mapping")
+    total = 0
+    for path, spec in modules.items():
+        try:
+            total += trainable_params(
+                int(spec["in_features"]), int(spec["out_features"]), r=config["r"],
+                unshared_r=config["unshared_r"], share_a=config["share_a"],
+                share_b=config["share_b"])
+        except (KeyError, TypeError, ValueError):
+            raise AdapterFormatError(
+                f"adapter config module {path!r} needs integer in_features and out_features"
+            ) from None
+    return total
+
+
+def _base_model(session: Session, name: str, digest: str | None) -> BaseModel:
+    """Get or create; a concurrent creator wins the unique index and we read its row."""
+    cond = BaseModel.digest.is_(None) if digest is None else BaseModel.digest == digest
+    stmt = select(BaseModel).where(BaseModel.name == name, cond)
+    row = session.scalars(stmt).first()
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = BaseModel(name=name, digest=digest)
+            session.add(row)
+    except sa_exc.IntegrityError:
+        return session.scalars(stmt).one()
+    return row
+
+
+def _loaded(session: Session, adapter_id: str) -> Adapter:
+    stmt = (select(Adapter).where(Adapter.id == adapter_id).options(*LOADERS)
+            .execution_options(populate_existing=True))
+    return session.scalars(stmt).unique().one()
+
+
+def _insert_tags(session: Session, adapter_id: str, tags: Sequence[Any]) -> None:
+    if tags:
+        rows = [{"adapter_id": adapter_id, "key": t.key, "value": t.value} for t in tags]
+        session.execute(_insert(session, TagRow).values(rows).on_conflict_do_nothing())
+
+
+def _upsert_alias(session: Session, name: str, alias: str, adapter_id: str) -> None:
+    now = utcnow()
+    stmt = _insert(session, AliasRow).values(name=name, alias=alias, adapter_id=adapter_id,
+                                             updated_at=now)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["name", "alias"], set_={"adapter_id": adapter_id, "updated_at": now}))
+
+
+def _check_alias_name(name: str, alias_name: str, alias: str) -> None:
+    if alias_name != name:
+        raise InvalidNameError(
+            f"alias {alias_name}@{alias} must point to an adapter named {alias_name!r}, "
+            f"not {name!r}"
+        )
+
+
+# ------------------------------------------------------------------------------------- writes
+def add_adapter(
+    session: Session,
+    *,
+    digest: str,
+    size: int,
+    config: dict[str, Any],
+    name: str,
+    job_id: str | None = None,
+    dataset_fingerprint: str | None = None,
+    tags: Iterable[str] = (),
+    aliases: Iterable[str] = (),
+    params: int | None = None,
+    created_at: datetime | None = None,
+) -> Adapter:
+    """Insert an adapter row (plus tags and ``NAME@ALIAS``/``ALIAS`` aliases); idempotent.
+
+    The same digest under the same name, or the same ``job_id`` with the same bytes, returns
+    the existing adapter (adding the given tags and aliases). A ``job_id`` that already
+    published different bytes is a ConflictError. Everything is validated before any write.
+    """
+    name = validate_name(name)
+    digest = validate_digest(digest)
+    tag_list = parse_tags(list(tags))
+    alias_list = sorted({parse_name_alias(a, default_name=name) for a in aliases})
+    for alias_name, alias in alias_list:
+        _check_alias_name(name, alias_name, alias)
+    cols = _config_columns(config)
+    if params is None:
+        params = config_params(config)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise AdapterFormatError(f"size={size!r} must be a non-negative integer")
+    if isinstance(params, bool) or not isinstance(params, int) or params < 0:
+        raise AdapterFormatError(f"params={params!r} must be a non-negative integer")
+    if job_id is not None and (not isinstance(job_id, str) or not job_id or len(job_id) > 64):
+        raise InvalidNameError(f"job id {job_id!r} must be 1..64 characters")
+    if dataset_fingerprint is not None and (
+        not isinstance(dataset_fingerprint, str) or len(dataset_fingerprint) > 128
+    ):
+        raise InvalidNameError("dataset fingerprint must be text of at most 128 characters")
+
+    existing = _existing(session, name, digest, job_id)
+    if existing is None:
+        base = _base_model(session, cols.pop("base_model"), cols.pop("base_model_digest"))
+        row = Adapter(
+            name=name, digest=digest, size=size, base_model_id=base.id, params=params,
+            config=json.dumps(config, sort_keys=True, separators=(",", ":")),
+            job_id=job_id, dataset_fingerprint=dataset_fingerprint,
+            created_at=created_at or utcnow(), **cols,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except sa_exc.IntegrityError:  # a concurrent publisher inserted the same row first
+            existing = _existing(session, name, digest, job_id)
+            if existing is None:
+                raise
+        else:
+            existing = row
+    _insert_tags(session, existing.id, tag_list)
+    for alias_name, alias in alias_list:
+        _upsert_alias(session, alias_name, alias, existing.id)
+    return _loaded(session, existing.id)
+
+
+def _existing(session: Session, name: str, digest: str, job_id: str | None) -> Adapter | None:
+    if job_id is not None:
+        by_job = session.scalars(select(Adapter).where(Adapter.job_id == job_id)).first()
+        if by_job is not None:
+            if (by_job.name, by_job.digest) != (name, digest):
+                raise ConflictError(
+                    f"job {job_id} already published adapter {by_job.id} "
+                    f"({by_job.name}, sha256 {by_job.digest[:12]}); refusing a different one"
+                )
+            return by_job
+    return session.scalars(
+        select(Adapter).where(Adapter.name == name, Adapter.digest == digest)
+    ).first()
+
+
+def add_tags(session: Session, ref: str | Adapter, tags: Iterable[str]) -> Adapter:
+    """Add tags (``label`` or ``key=value``); existing ones are kept, not duplicated."""
+    tag_list = parse_tags(list(tags))
+    if not tag_list:
+        raise InvalidNameError("no tags given")
+    adapter = _resolve_id(session, ref)
+    _insert_tags(session, adapter, tag_list)
+    return _loaded(session, adapter)
+
+
+def remove_tags(session: Session, ref: str | Adapter, tags: Iterable[str]) -> Adapter:
+    """Remove tags: ``key=value`` exactly; a bare ``key`` removes the label and every value."""
+    tag_list = parse_tags(list(tags))
+    if not tag_list:
+        raise InvalidNameError("no tags given")
+    adapter = _resolve_id(session, ref)
+    for tag in tag_list:
+        stmt = delete(TagRow).where(TagRow.adapter_id == adapter, TagRow.key == tag.key)
+        if tag.value:
+            stmt = stmt.where(TagRow.value == tag.value)
+        session.execute(stmt)
+    return _loaded(session, adapter)
+
+
+def set_alias(session: Session, name_alias: str, ref: str | Adapter) -> Adapter:
+    """Point ``NAME@ALIAS`` at the adapter ``ref`` (named NAME); moves it in one statement."""
+    name, alias = parse_name_alias(name_alias)
+    adapter = resolve_ref(session, ref) if isinstance(ref, str) else ref
+    _check_alias_name(adapter.name, name, alias)
+    _upsert_alias(session, name, alias, adapter.id)
+    return _loaded(session, adapter.id)
+
+
+def remove_alias(session: Session, name_alias: str) -> str:
+    """Delete ``NAME@ALIAS``; returns the adapter id it pointed to."""
+    name, alias = parse_name_alias(name_alias)
+    row = session.execute(
+        delete(AliasRow).where(AliasRow.name == name, AliasRow.alias == alias)
+        .returning(AliasRow.adapter_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no alias {name}@{alias}")
+    return str(row[0])
+
+
+def list_aliases(session: Session, name: str | None = None) -> list[dict[str, Any]]:
+    """Every alias (optionally of one name), sorted, as dicts."""
+    stmt = select(AliasRow).order_by(AliasRow.name, AliasRow.alias)
+    if name is not None:
+        stmt = stmt.where(AliasRow.name == validate_name(name))
+    return [
+        {"name": a.name, "alias": a.alias, "ref": f"{a.name}@{a.alias}",
+         "adapter_id": a.adapter_id, "updated_at": a.updated_at.isoformat()}
+        for a in session.scalars(stmt)
+    ]
+
+
+# -------------------------------------------------------------------------------------- reads
+def _resolve_id(session: Session, ref: str | Adapter) -> str:
+    if isinstance(ref, Adapter):
+        return ref.id
+    return resolve_ref(session, ref, load=False).id
+
+
+def resolve_ref(session: Session, ref: str, *, load: bool = True) -> Adapter:
+    """An adapter id, a unique id prefix (>= 4 chars) or ``NAME@ALIAS`` -> the adapter."""
+    if not isinstance(ref, str):
+        raise NotFoundError(f"no adapter {ref!r}: a REF must be text")
+    options = LOADERS if load else ()
+    if "@" in ref:
+        try:
+            name, alias = parse_name_alias(ref)
+        except InvalidNameError as exc:
+            raise NotFoundError(f"no adapter {ref!r}: {exc}") from None
+        stmt = (select(Adapter).join(AliasRow, AliasRow.adapter_id == Adapter.id)
+                .where(AliasRow.name == name, AliasRow.alias == alias).options(*options))
+        row = session.scalars(stmt).unique().first()
+        if row is None:
+            raise NotFoundError(f"no alias {name}@{alias}")
+        return row
+    text = normalize_id_ref(ref)
+    if len(text) == ID_LENGTH:
+        stmt = select(Adapter).where(Adapter.id == text)
+    else:  # a prefix: an index range scan, at most 2 rows to tell unique from ambiguous
+        upper = text[:-1] + chr(ord(text[-1]) + 1)
+        stmt = (select(Adapter).where(Adapter.id >= text, Adapter.id < upper)
+                .order_by(Adapter.id).limit(2))
+    rows = session.scalars(stmt.options(*options)).unique().all()
+    if not rows:
+        raise NotFoundError(f"no adapter with id or id prefix {text!r}")
+    if len(rows) > 1:
+        raise AmbiguousRefError(
+            f"id prefix {text!r} matches several adapters ({rows[0].id}, {rows[1].id}, ...); "
+            "give more characters"
+        )
+    return rows[0]
+
+
+def resolve_many(
+    session: Session,
+    refs: Iterable[str] = (),
+    tag: str | None = None,
+    query: str | None = None,
+) -> list[Adapter]:
+    """Refs (each must resolve) plus every adapter matching ``tag`` AND ``query``; deduped."""
+    out: dict[str, Adapter] = {}
+    for ref in refs:
+        row = resolve_ref(session, ref)
+        out.setdefault(row.id, row)
+    if tag is not None or query:
+        text = " ".join(p for p in (f"tag:{parse_tag(tag)}" if tag else "", query or "") if p)
+        for row in iter_adapters(session, text, expunge=False):
+            out.setdefault(row.id, row)
+    return list(out.values())
+
+
+def referenced_digests(session: Session) -> set[str]:
+    """Every digest a catalog row references (gc must never delete these)."""
+    return set(session.scalars(select(Adapter.digest).distinct()))
+
+
+class Page(list):  # type: ignore[type-arg]
+    """A list of adapters plus ``next_after``: pass it as ``after`` for the next page."""
+
+    next_after: tuple[Any, str] | None = None
+
+
+def list_adapters(
+    session: Session,
+    query: str | None = None,
+    sort: str | None = "-created",
+    limit: int | None = 50,
+    after: tuple[Any, str] | None = None,
+) -> Page:
+    """One page of adapters matching ``query``, ordered by ``sort`` (keyset pagination)."""
+    conds = compile_query(query)
+    spec = parse_sort(sort)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidNameError(f"limit={limit!r} must be a positive integer")
+    key = spec.expr.label("sort_key")
+    stmt = select(Adapter, key).where(*conds).order_by(*order_by(spec)).options(*LOADERS)
+    if after is not None:
+        stmt = stmt.where(after_condition(spec, after[0], after[1]))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = session.execute(stmt).unique().all()
+    page = Page(r[0] for r in rows)
+    if rows and limit is not None and len(rows) == limit:
+        last_value = rows[-1][1]
+        if isinstance(last_value, datetime) and spec.field == "created":
+            last_value = rows[-1][0].created_at
+        page.next_after = (last_value, rows[-1][0].id)
+    return page
+
+
+def iter_adapters(
+    session: Session,
+    query: str | None = None,
+    sort: str | None = "-created",
+    *,
+    page_size: int = 500,
+    expunge: bool = True,
+) -> Iterator[Adapter]:
+    """Stream every match page by page in constant memory (rows are expunged after use)."""
+    after = None
+    while True:
+        page = list_adapters(session, query, sort, page_size, after)
+        yield from page
+        if expunge:
+            for row in page:
+                session.expunge(row)
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+# ------------------------------------------------------------------------------------- output
+def _metrics(results: Sequence[EvalResult]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    latest: dict[str, EvalResult] = {}
+    by_dataset: dict[str, dict[str, Any]] = {}
+    for res in sorted(results, key=lambda e: e.id):
+        latest[res.metric] = res
+        by_dataset.setdefault(res.dataset_name, {})[res.metric] = res.value
+    return {m: r.value for m, r in sorted(latest.items())}, by_dataset
+
+
+def adapter_to_dict(row: Adapter) -> dict[str, Any]:
+    """The ``--json`` object of an adapter (needs the LOADERS relationships loaded)."""
+    metrics, by_dataset = _metrics(row.eval_results)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "digest": row.digest,
+        "size": row.size,
+        "base_model": row.base_model.name,
+        "base_model_digest": row.base_model.digest,
+        "task": row.task,
+        "r": row.r,
+        "unshared_r": row.unshared_r,
+        "share_a": row.share_a,
+        "share_b": row.share_b,
+        "stride_a": row.stride_a,
+        "stride_b": row.stride_b,
+        "rotation": row.rotation,
+        "init": row.init,
+        "alpha": row.alpha,
+        "dtype": row.dtype,
+        "params": row.params,
+        "tags": [str(_tag(t)) for t in row.tags],
+        "aliases": [f"{a.name}@{a.alias}" for a in row.aliases],
+        "metrics": metrics,
+        "metrics_by_dataset": by_dataset,
+        "created_at": row.created_at.isoformat(),
+        "job_id": row.job_id,
+        "dataset_fingerprint": row.dataset_fingerprint,
+        "config": json.loads(row.config),
+    }
+
+
+def _tag(t: TagRow) -> str:
+    return f"{t.key}={t.value}" if t.value else t.key

@@ -1,0 +1,302 @@
+"""The ``zoo ls`` query language, compiled to SQLAlchemy expressions with bound parameters only.
+
+A query is whitespace-separated terms, all AND-ed::
+
+    name~sentiment base=gpt2 task=seq-cls r<=8 share_a=2 params<100000
+    tag:prod tag:team=nlp metrics.accuracy>=0.9 metrics.sst2.f1<0.5 created>2026-01-01
+
+``FIELD OP VALUE`` with OP one of ``= != < <= > >= ~`` (``~``: case-insensitive substring, text
+fields only); ``tag:KEY`` (any value, or the plain label) and ``tag:KEY=VALUE``. A value may be
+quoted with ``"`` or ``'`` to hold spaces. ``metrics.M`` is the adapter's latest result (highest
+eval row id) for metric M on any dataset; ``metrics.D.M`` restricts to dataset D (name or
+fingerprint). Values never reach SQL text: every one is a bound parameter, so
+``name~"x'; DROP TABLE adapters;--"`` is just a (non-matching) substring.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select, tuple_
+from sqlalchemy.orm import aliased
+from zoo.storage.models import Adapter, BaseModel, EvalResult, TagRow
+from zoo.storage.refs import parse_tag
+
+from zoo.errors import InvalidNameError, QuerySyntaxError
+
+OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
+_TERM = re.compile(r"^(?P<field>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<op>!=|<=|>=|=|<|>|~)(?P<value>.*)$",
+                   re.DOTALL)
+_MAX_QUERY = 4096
+
+
+@dataclass(frozen=True)
+class Field:
+    """A queryable/sortable field: its SQL column, value kind and nullability."""
+
+    name: str
+    column: Any
+    kind: str  # str | int | float | bool | datetime
+    nullable: bool = False
+
+
+_COLUMNS: dict[str, Field] = {
+    f.name: f
+    for f in (
+        Field("id", Adapter.id, "str"),
+        Field("name", Adapter.name, "str"),
+        Field("digest", Adapter.digest, "str"),
+        Field("task", Adapter.task, "str"),
+        Field("r", Adapter.r, "int"),
+        Field("unshared_r", Adapter.unshared_r, "int"),
+        Field("share_a", Adapter.share_a, "int"),
+        Field("share_b", Adapter.share_b, "int"),
+        Field("stride_a", Adapter.stride_a, "int"),
+        Field("stride_b", Adapter.stride_b, "int"),
+        Field("params", Adapter.params, "int"),
+        Field("size", Adapter.size, "int"),
+        Field("alpha", Adapter.alpha, "float"),
+        Field("dtype", Adapter.dtype, "str"),
+        Field("init", Adapter.init, "str"),
+        Field("rotation", Adapter.rotation, "bool"),
+        Field("job", Adapter.job_id, "str", nullable=True),
+        Field("dataset", Adapter.dataset_fingerprint, "str", nullable=True),
+        Field("created", Adapter.created_at, "datetime"),
+    )
+}
+# Fields on the base model: filtered through an IN on base_models, sorted by a scalar subquery.
+_BASE_FIELDS = {"base": BaseModel.name, "base_digest": BaseModel.digest}
+ALLOWED_FIELDS = (*_COLUMNS, *_BASE_FIELDS, "tag:KEY[=VALUE]", "metrics.METRIC",
+                  "metrics.DATASET.METRIC")
+SORT_FIELDS = (*_COLUMNS, *_BASE_FIELDS, "metrics.METRIC", "metrics.DATASET.METRIC")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term as typed, with its offset in the query (for error messages)."""
+
+    raw: str
+    text: str  # quotes removed
+    pos: int
+
+
+def tokenize(query: str) -> list[Term]:
+    """Split on whitespace outside quotes; ``"..."``/``'...'`` group a value with spaces."""
+    terms: list[Term] = []
+    i, n = 0, len(query)
+    while i < n:
+        if query[i].isspace():
+            i += 1
+            continue
+        start, text = i, []
+        while i < n and not query[i].isspace():
+            ch = query[i]
+            if ch in "\"'":
+                end = query.find(ch, i + 1)
+                if end < 0:
+                    raise QuerySyntaxError(
+                        f"bad term {query[start:]!r} at position {start}: unterminated {ch} quote"
+                    )
+                text.append(query[i + 1:end])
+                i = end + 1
+            else:
+                text.append(ch)
+                i += 1
+        terms.append(Term(query[start:i], "".join(text), start))
+    return terms
+
+
+def _fail(term: Term, why: str) -> QuerySyntaxError:
+    return QuerySyntaxError(f"bad term {term.raw!r} at position {term.pos}: {why}")
+
+
+def _parse_value(term: Term, field: str, kind: str, text: str, op: str) -> Any:
+    if kind == "str":
+        return text
+    if op == "~":
+        raise _fail(term, f"operator ~ (substring) applies to text fields only, not {field}")
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            value = float(text)
+            if value != value:  # NaN compares false with everything: refuse it clearly
+                raise ValueError
+            return value
+        if kind == "bool":
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+            raise ValueError
+        if kind == "datetime":
+            return _parse_time(text)
+    except ValueError:
+        pass
+    expected = {"int": "an integer", "float": "a number", "bool": "true or false",
+                "datetime": "a date or ISO time (2026-01-01, 2026-01-01T12:00:00Z)"}[kind]
+    raise _fail(term, f"value {text!r} for {field} is not {expected}")
+
+
+def _parse_time(text: str) -> datetime | date:
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return date.fromisoformat(text)
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == "~":
+        return column.icontains(value, autoescape=True)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        day = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        nxt = day + timedelta(days=1)
+        return {
+            "=": and_(column >= day, column < nxt), "!=": or_(column < day, column >= nxt),
+            "<": column < day, "<=": column < nxt, ">": column >= nxt, ">=": column >= day,
+        }[op]
+    return {"=": column == value, "!=": column != value, "<": column < value,
+            "<=": column <= value, ">": column > value, ">=": column >= value}[op]
+
+
+def _metric_parts(term: Term | None, field: str) -> tuple[str | None, str]:
+    rest = field[len("metrics."):]
+    dataset, _, metric = rest.rpartition(".")
+    if not metric:
+        why = f"{field!r} names no metric; use metrics.METRIC or metrics.DATASET.METRIC"
+        if term is None:
+            raise QuerySyntaxError(f"bad sort field: {why}")
+        raise _fail(term, why)
+    return dataset or None, metric
+
+
+def latest_metric(metric: str, dataset: str | None = None) -> Any:
+    """Scalar subquery: the adapter's latest value of ``metric`` (optionally on ``dataset``)."""
+    sub = select(EvalResult.value).where(EvalResult.adapter_id == Adapter.id,
+                                         EvalResult.metric == metric)
+    if dataset is not None:
+        sub = sub.where(or_(EvalResult.dataset_name == dataset,
+                            EvalResult.dataset_fingerprint == dataset))
+    return sub.order_by(EvalResult.id.desc()).limit(1).correlate(Adapter).scalar_subquery()
+
+
+def _metric_filter(term: Term, field: str, op: str, text: str) -> ColumnElement[bool]:
+    dataset, metric = _metric_parts(term, field)
+    value = _parse_value(term, field, "float", text, op)
+    # Adapter ids whose latest row for (metric[, dataset]) satisfies the comparison; the
+    # (metric, value) index finds candidates, the (adapter_id, metric, id) index checks latest.
+    e, later = aliased(EvalResult), aliased(EvalResult)
+    newer = select(later.id).where(later.adapter_id == e.adapter_id, later.metric == e.metric,
+                                   later.id > e.id)
+    conds = [e.metric == metric, _compare(e.value, op, value)]
+    if dataset is not None:
+        same = or_(later.dataset_name == dataset, later.dataset_fingerprint == dataset)
+        newer = newer.where(same)
+        conds.append(or_(e.dataset_name == dataset, e.dataset_fingerprint == dataset))
+    conds.append(~newer.exists())
+    return Adapter.id.in_(select(e.adapter_id).where(*conds))
+
+
+def _tag_filter(term: Term) -> ColumnElement[bool]:
+    try:
+        tag = parse_tag(term.text[len("tag:"):])
+    except InvalidNameError as exc:
+        raise _fail(term, str(exc)) from None
+    cond = [TagRow.key == tag.key]
+    if tag.value:
+        cond.append(TagRow.value == tag.value)
+    return Adapter.id.in_(select(TagRow.adapter_id).where(*cond))
+
+
+def compile_term(term: Term) -> ColumnElement[bool]:
+    """One term -> a boolean SQL expression; QuerySyntaxError names the term and position."""
+    if term.text.startswith("tag:"):
+        return _tag_filter(term)
+    match = _TERM.match(term.text)
+    if not match:
+        raise _fail(term, f"expected FIELD OP VALUE with OP one of {' '.join(OPS)}, "
+                          "or tag:KEY[=VALUE]")
+    field, op, text = match["field"], match["op"], match["value"]
+    if text == "" and op != "~":
+        raise _fail(term, f"missing value after {field}{op}")
+    if field.startswith("metrics."):
+        return _metric_filter(term, field, op, text)
+    if field in _BASE_FIELDS:
+        column = _BASE_FIELDS[field]
+        return Adapter.base_model_id.in_(select(BaseModel.id).where(_compare(column, op, text)))
+    spec = _COLUMNS.get(field)
+    if spec is None:
+        raise _fail(term, f"unknown field {field!r}; allowed: {', '.join(ALLOWED_FIELDS)}")
+    value = _parse_value(term, field, spec.kind, text, op)
+    return _compare(spec.column, op, value)
+
+
+def compile_query(query: str | None) -> list[ColumnElement[bool]]:
+    """The whole query -> a list of AND-ed conditions (empty for an empty query)."""
+    if not query:
+        return []
+    if not isinstance(query, str):
+        raise QuerySyntaxError(f"query must be text, got {type(query).__name__}")
+    if len(query) > _MAX_QUERY:
+        raise QuerySyntaxError(f"query is {len(query)} characters long; at most {_MAX_QUERY}")
+    if "\x00" in query:
+        raise QuerySyntaxError("query contains a NUL character")
+    return [compile_term(t) for t in tokenize(query)]
+
+
+@dataclass(frozen=True)
+class Sort:
+    """A sort key: the SQL expression, direction, and whether NULLs can appear."""
+
+    field: str
+    expr: Any
+    descending: bool
+    nullable: bool
+
+
+def parse_sort(sort: str | None) -> Sort:
+    """``FIELD`` or ``-FIELD`` (descending); default ``-created`` (newest first)."""
+    text = (sort or "-created").strip()
+    descending = text.startswith("-")
+    field = text.lstrip("-+")
+    if field.startswith("metrics."):
+        dataset, metric = _metric_parts(None, field)
+        return Sort(field, latest_metric(metric, dataset), descending, True)
+    if field in _BASE_FIELDS:
+        column = _BASE_FIELDS[field]
+        expr = (select(column).where(BaseModel.id == Adapter.base_model_id)
+                .correlate(Adapter).scalar_subquery())
+        return Sort(field, expr, descending, field == "base_digest")
+    spec = _COLUMNS.get(field)
+    if spec is None:
+        raise QuerySyntaxError(f"bad sort field {field!r}; allowed: {', '.join(SORT_FIELDS)} "
+                               "(prefix - for descending)")
+    return Sort(field, spec.column, descending, spec.nullable)
+
+
+def order_by(sort: Sort) -> list[Any]:
+    """ORDER BY clauses: the key (NULLs last) then the id as a unique tie-breaker."""
+    key = sort.expr.desc() if sort.descending else sort.expr.asc()
+    if sort.nullable:
+        key = key.nulls_last()
+    tie = Adapter.id.desc() if sort.descending else Adapter.id.asc()
+    return [key, tie]
+
+
+def after_condition(sort: Sort, value: Any, last_id: str) -> ColumnElement[bool]:
+    """Keyset: rows strictly after (value, last_id) in ``order_by(sort)`` order."""
+    e, ident = sort.expr, Adapter.id
+    if sort.descending:
+        beyond, tie = e < value, ident < last_id
+    else:
+        beyond, tie = e > value, ident > last_id
+    if value is None:  # already in the NULL tail
+        return and_(e.is_(None), tie)
+    if not sort.nullable:  # a row-value comparison walks the (key, id) index directly
+        pair, bound = tuple_(e, ident), tuple_(value, last_id)
+        return pair < bound if sort.descending else pair > bound
+    return or_(beyond, and_(e == value, tie), e.is_(None))

@@ -1,0 +1,155 @@
+"""Resolved settings of the zoo: where the catalog, the object store and Ray live.
+
+Resolution order, per field: command-line flag > environment (``ZOO_HOME``,
+``ZOO_CATALOG_URL``, ``ZOO_STORE_URL``, ``RAY_ADDRESS``) > config file in ``ZOO_HOME``
+(``config.toml``, else ``config.yaml``/``config.yml``; keys ``catalog_url``, ``store_url``,
+``ray_address``) > defaults. ``ZOO_HOME`` itself comes from a flag or the environment only
+(the config file lives inside it). Torch-free and cheap: every CLI verb resolves it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from zoo.errors import ConfigError
+
+CONFIG_KEYS = ("catalog_url", "store_url", "ray_address")
+ENV_VARS = {"catalog_url": "ZOO_CATALOG_URL", "store_url": "ZOO_STORE_URL",
+            "ray_address": "RAY_ADDRESS"}
+_SECRET_KEY = re.compile(r"(pass|secret|token|key|credential|signature)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things are. ``sources`` says where each value came from (flag/env/file/default)."""
+
+    home: str
+    catalog_url: str
+    store_url: str
+    ray_address: str | None = None
+    config_file: str | None = None
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def redacted(self) -> dict[str, Any]:
+        """A printable view: passwords in URLs and secret-looking query values become ***."""
+        return {
+            "home": self.home,
+            "catalog_url": redact_url(self.catalog_url),
+            "store_url": redact_url(self.store_url),
+            "ray_address": redact_url(self.ray_address) if self.ray_address else None,
+            "config_file": self.config_file,
+            "sources": dict(self.sources),
+        }
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of ``scheme://user:pw@host`` and secret-looking query parameters."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if _SECRET_KEY.search(k) else v) for k, v in pairs],
+                          safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _read_config_file(home: Path) -> tuple[dict[str, Any], str | None]:
+    toml_path = home / "config.toml"
+    if toml_path.is_file():
+        import tomllib
+
+        try:
+            data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {toml_path} is not valid TOML: {exc}") from None
+        return _check_file_keys(data, toml_path), str(toml_path)
+    for name in ("config.yaml", "config.yml"):
+        path = home / name
+        if path.is_file():
+            import yaml
+
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except (yaml.YAMLError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+            return _check_file_keys(data, path), str(path)
+    return {}, None
+
+
+def _check_file_keys(data: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of {', '.join(CONFIG_KEYS)}")
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"allowed: {', '.join(CONFIG_KEYS)}"
+        )
+    for key, value in data.items():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"config file {path}: {key} must be a string, got {value!r}")
+    return data
+
+
+def _normalize_store_url(value: str) -> str:
+    """A bare directory path becomes an absolute ``file://`` URL; URLs pass through."""
+    if "://" in value:
+        return value
+    return "file://" + str(Path(value).expanduser().resolve())
+
+
+def resolve_settings(
+    *,
+    home: str | None = None,
+    catalog_url: str | None = None,
+    store_url: str | None = None,
+    ray_address: str | None = None,
+) -> Settings:
+    """Resolve every setting: flag > environment > config file > default."""
+    sources: dict[str, str] = {}
+    if home:
+        sources["home"] = "flag"
+    elif os.environ.get("ZOO_HOME"):
+        home, sources["home"] = os.environ["ZOO_HOME"], "env"
+    else:
+        home, sources["home"] = "~/.zoo", "default"
+    home_path = Path(home).expanduser().resolve()
+    file_values, config_file = _read_config_file(home_path)
+
+    flags = {"catalog_url": catalog_url, "store_url": store_url, "ray_address": ray_address}
+    defaults = {
+        "catalog_url": f"sqlite:///{home_path / 'catalog.db'}",
+        "store_url": f"file://{home_path / 'store'}",
+        "ray_address": None,
+    }
+    values: dict[str, str | None] = {}
+    for key in CONFIG_KEYS:
+        for source, candidate in (("flag", flags[key]), ("env", os.environ.get(ENV_VARS[key])),
+                                  ("file", file_values.get(key)), ("default", defaults[key])):
+            if candidate:
+                values[key], sources[key] = candidate, source
+                break
+        else:
+            values[key], sources[key] = None, "default"
+    return Settings(
+        home=str(home_path),
+        catalog_url=str(values["catalog_url"]),
+        store_url=_normalize_store_url(str(values["store_url"])),
+        ray_address=values["ray_address"],
+        config_file=config_file,
+        sources=sources,
+    )
