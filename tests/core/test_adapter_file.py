@@ -1,0 +1,180 @@
+"""The adapter file: ADAPTER_FORMAT.md v1, deterministic bytes, strict validation."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+
+import pytest
+import torch
+from core_models import randomize_adapter, tiny_bert_cls, tiny_llama
+
+import zoo
+from zoo.adapter_meta import read_adapter_header
+from zoo.errors import AdapterFormatError, AdapterMismatchError, ConfigError
+from zoo.safetensors_io import RawTensor, encode
+
+
+def trained_adapter(seed=1, **cfg):
+    cfg = {"r": 4, "unshared_r": 1, "share_a": 3, "share_b": 2,
+           "target_modules": ["q_proj", "v_proj"], **cfg}
+    model = zoo.attach(tiny_llama(), zoo.PRoLoRAConfig(**cfg))
+    randomize_adapter(model, seed)
+    return zoo.extract(model, base_model="tiny-llama", extra={"seed": seed})
+
+
+def test_header_follows_the_format(tmp_path):
+    adapter = trained_adapter()
+    path = tmp_path / "a.safetensors"
+    digest = adapter.save(path)
+    header = read_adapter_header(path)
+    cfg = header.config
+    assert cfg["stride_a"] == 1 and cfg["stride_b"] == 1  # resolved: max(3 // 3, 1), max(3 // 2, 1)
+    assert cfg["modules"]["model.layers.0.self_attn.q_proj"] == {
+        "in_features": 48, "out_features": 48, "kind": "linear"}
+    assert cfg["modules"]["model.layers.0.self_attn.v_proj"]["out_features"] == 24
+    assert header.tensors["model.layers.0.self_attn.v_proj.B_shared"].shape == (12, 3)
+    assert header.tensors["model.layers.0.self_attn.q_proj.A_shared"].shape == (3, 16)
+    assert cfg["seed"] == 1  # producer fields are kept
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:  # the standard reader agrees
+        meta = f.metadata()
+        assert meta["format"] == "zoo.prolora" and meta["format_version"] == "1"
+        assert meta["config"] == json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+        assert set(f.keys()) == set(adapter.tensors)
+    import hashlib
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest == adapter.digest
+
+
+def test_bytes_are_deterministic(tmp_path):
+    a, b = trained_adapter(seed=3), trained_adapter(seed=3)
+    a.save(tmp_path / "1.safetensors")
+    b.save(tmp_path / "2.safetensors")
+    assert (tmp_path / "1.safetensors").read_bytes() == (tmp_path / "2.safetensors").read_bytes()
+    again = zoo.Adapter.load(tmp_path / "1.safetensors")
+    assert again.to_bytes() == a.to_bytes()
+    assert trained_adapter(seed=4).digest != a.digest
+
+
+def test_roundtrip_restores_outputs(tmp_path, tokens):
+    cfg = zoo.PRoLoRAConfig(r=4, target_modules=["query", "value"], modules_to_save=("classifier",))
+    model = zoo.attach(tiny_bert_cls(), cfg)
+    randomize_adapter(model)
+    want = model(tokens).logits
+    zoo.extract(model, base_model="b").save(tmp_path / "a.safetensors")
+    fresh = zoo.attach(tiny_bert_cls(), zoo.Adapter.load(tmp_path / "a.safetensors"))
+    torch.testing.assert_close(fresh(tokens).logits, want)
+
+
+def test_bf16_storage(tmp_path):
+    model = zoo.attach(tiny_llama(), zoo.PRoLoRAConfig(target_modules=["q_proj"]))
+    randomize_adapter(model)
+    adapter = zoo.extract(model, base_model="x", dtype=torch.bfloat16)
+    assert adapter.config["dtype"] == "bfloat16"
+    adapter.save(tmp_path / "a.safetensors")
+    loaded = zoo.Adapter.load(tmp_path / "a.safetensors")
+    assert all(t.dtype == torch.bfloat16 for t in loaded.tensors.values())
+
+
+# ---- bad input: one clear error naming the problem ---------------------------------------
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"r": 0}, "r=0"), ({"r": -2}, "r=-2"), ({"r": 4, "unshared_r": 5}, "unshared_r=5"),
+    ({"share_a": 0}, "share_a=0"), ({"share_b": -1}, "share_b=-1"), ({"alpha": 0}, "alpha=0"),
+    ({"dropout": 1.5}, "dropout=1.5"), ({"init": "kaiming"}, "init='kaiming'"),
+    ({"target_modules": []}, "target_modules"), ({"r": 2.5}, "r=2.5"),
+])
+def test_bad_config_values(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace("[", r"\[")):
+        zoo.PRoLoRAConfig(**kwargs)
+
+
+def test_share_larger_than_dimension():
+    with pytest.raises(ConfigError, match="share_b=100 is larger than the dimension 24"):
+        zoo.attach(tiny_llama(), zoo.PRoLoRAConfig(share_b=100, target_modules=["v_proj"]))
+
+
+def test_targets_matching_nothing_lists_candidates():
+    model = tiny_llama()
+    with pytest.raises(ConfigError, match="matched no Linear/Conv1D module; candidates: .*q_proj"):
+        zoo.attach(model, zoo.PRoLoRAConfig(target_modules=["query"]))
+    assert not hasattr(model, "_zoo_attachment")  # nothing half-attached
+
+
+def _rewrite(path, *, config=None, version="1", shapes=None):
+    """A file written like ours but with a tampered header."""
+    adapter = zoo.Adapter.load(path)
+    cfg = config or adapter.config
+    tensors = {k: RawTensor("F32", tuple(shapes.get(k, v.shape) if shapes else v.shape),
+                            b"\0" * 4 * int(torch.Size(shapes.get(k, v.shape) if shapes
+                                                       else v.shape).numel()))
+               for k, v in adapter.tensors.items()}
+    meta = {"format": "zoo.prolora", "format_version": version,
+            "config": json.dumps(cfg, sort_keys=True)}
+    path.write_bytes(encode(tensors, meta))
+
+
+def test_wrong_shapes_rejected_naming_tensor(tmp_path):
+    p = tmp_path / "a.safetensors"
+    trained_adapter().save(p)
+    key = "model.layers.1.self_attn.q_proj.A_shared"
+    _rewrite(p, shapes={key: (3, 17)})
+    want = r"q_proj.A_shared has shape \[3, 17\], config says \[3, 16\]"
+    with pytest.raises(AdapterFormatError, match=want):
+        zoo.Adapter.load(p)
+
+
+def test_unknown_format_version(tmp_path):
+    p = tmp_path / "a.safetensors"
+    trained_adapter().save(p)
+    _rewrite(p, version="2")
+    with pytest.raises(AdapterFormatError, match="unknown format_version '2'"):
+        zoo.Adapter.load(p)
+
+
+def test_pickle_and_garbage_rejected(tmp_path):
+    p = tmp_path / "evil.safetensors"
+    p.write_bytes(pickle.dumps({"x": 1}, protocol=2))
+    with pytest.raises(AdapterFormatError, match="never loads pickles"):
+        zoo.Adapter.load(p)
+    torch.save({"w": torch.ones(2)}, tmp_path / "t.pt")  # a zip file
+    with pytest.raises(AdapterFormatError, match="not a safetensors file"):
+        zoo.Adapter.load(tmp_path / "t.pt")
+    (tmp_path / "g").write_bytes(struct.pack("<Q", 20) + b"{not json at all!!!}")
+    with pytest.raises(AdapterFormatError, match="not a safetensors file"):
+        zoo.Adapter.load(tmp_path / "g")
+
+
+def test_truncated_file(tmp_path):
+    p = tmp_path / "a.safetensors"
+    trained_adapter().save(p)
+    p.write_bytes(p.read_bytes()[:-10])
+    with pytest.raises(AdapterFormatError, match="bytes"):
+        zoo.Adapter.load(p)
+
+
+def test_foreign_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(AdapterFormatError, match="unknown format None"):
+        zoo.Adapter.load(tmp_path / "w.safetensors")
+
+
+def test_adapter_for_another_base_is_rejected():
+    adapter = trained_adapter()
+    with pytest.raises(AdapterMismatchError, match="does not exist"):
+        zoo.attach(tiny_bert_cls(), adapter)
+    wider = tiny_llama(hidden_size=64)
+    with pytest.raises(AdapterMismatchError, match=r"q_proj'.*48→48.*64→64"):
+        zoo.attach(wider, adapter)
+    assert not hasattr(wider, "_zoo_attachment")
+
+
+def test_attach_twice_is_refused():
+    model = zoo.attach(tiny_llama(), zoo.PRoLoRAConfig(target_modules=["q_proj"]))
+    with pytest.raises(ConfigError, match="already attached"):
+        zoo.attach(model, zoo.PRoLoRAConfig(target_modules=["v_proj"]))
