@@ -53,17 +53,21 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "***"
-    netloc = parts.netloc
+    netloc, changed = parts.netloc, False
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
+            userinfo, changed = userinfo.split(":", 1)[0] + ":***", True
         netloc = f"{userinfo}@{hostport}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _SECRET_KEY.search(k) else v) for k, v in pairs],
-                          safe="*")
+        if any(_SECRET_KEY.search(k) for k, _ in pairs):
+            changed = True
+            query = urlencode([(k, "***" if _SECRET_KEY.search(k) else v) for k, v in pairs],
+                              safe="*")
+    if not changed:  # keep the text as typed (urlunsplit would turn sqlite:/// into sqlite://)
+        return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
