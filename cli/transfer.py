@@ -1,9 +1,175 @@
-"""Placeholder: commands are added by the issue that owns this module."""
+"""``zoo push | pull | fsck | gc``: moving adapters between disk, the object store and the catalog.
+
+Each command parses, makes one library call (``zoo.storage.publish`` / ``pull`` / ``fsck``),
+prints. Nothing here imports torch: only ``push`` of a PEFT directory and ``pull --format
+peft|merged`` do, inside the library, when they need it.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
 
+def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--catalog`` / ``--store``: override ZOO_CATALOG_URL / ZOO_STORE_URL for one command."""
+    fn = click.option("--store", "store_url", metavar="URL", default=None,
+                      help="Object store: a directory, file:// or s3://bucket/prefix.")(fn)
+    fn = click.option("--catalog", "catalog_url", metavar="URL", default=None,
+                      help="Catalog database URL (sqlite:///… or postgresql+psycopg://…).")(fn)
+    return fn
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@contextmanager
+def opened(catalog_url: str | None, store_url: str | None, *, workers: int = 8) -> Iterator[Any]:
+    """(catalog, store) from flags > environment > config file > defaults."""
+    from zoo.storage.blobstore import open_store
+    from zoo.storage.db import open_catalog
+
+    from zoo.settings import resolve_settings
+
+    settings = resolve_settings(catalog_url=catalog_url, store_url=store_url)
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        yield catalog, open_store(settings.store_url, workers=workers)
+    finally:
+        catalog.close()
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@click.command("push")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--name", required=True, help="Adapter name (letters, digits, - _ .).")
+@click.option("--tag", "tags", multiple=True, metavar="T", help="label or key=value; repeatable.")
+@click.option("--alias", "aliases", multiple=True, metavar="NAME@ALIAS",
+              help="Point NAME@ALIAS at the pushed adapter; repeatable.")
+@json_option
+@store_options
+def push(path: str, name: str, tags: tuple[str, ...], aliases: tuple[str, ...], as_json: bool,
+         catalog_url: str | None, store_url: str | None) -> None:
+    """Publish PATH (a zoo adapter file or a PEFT LoRA directory); prints the adapter id."""
+    from zoo.storage.publish import publish
+
+    with opened(catalog_url, store_url) as (catalog, store):
+        result = publish(catalog, store, path, name=name, tags=tags, aliases=aliases)
+    if as_json:
+        _emit({**result.adapter, "uploaded": result.uploaded})
+    else:
+        click.echo(result.id)
+
+
+@click.command("pull")
+@click.argument("refs", nargs=-1)
+@click.option("--tag", default=None, metavar="T", help="Pull every adapter with this tag.")
+@click.option("--query", default=None, metavar="Q", help="Pull every adapter matching Q.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=str),
+              help="Output directory.")
+@click.option("--format", "fmt", type=click.Choice(["native", "peft", "merged"]),
+              default="native", show_default=True)
+@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True)
+@json_option
+@store_options
+def pull(refs: tuple[str, ...], tag: str | None, query: str | None, out_dir: str, fmt: str,
+         workers: int, as_json: bool, catalog_url: str | None, store_url: str | None) -> None:
+    """Download adapters (REF…, --tag or --query) verified by sha256 into -o DIR."""
+    from zoo.storage.pull import pull as pull_adapters
+
+    with opened(catalog_url, store_url, workers=workers) as (catalog, store), \
+            _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
+        result = pull_adapters(catalog, store, refs, out_dir=out_dir, tag=tag, query=query,
+                               format=fmt, workers=workers, progress=progress)
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        click.echo(f"pulled {len(result.adapters)} adapter(s) into {result.out_dir} "
+                   f"({result.downloaded} downloaded, {result.skipped} already present)")
+
+
+@contextmanager
+def _progress(*, enabled: bool) -> Iterator[Callable[[int, int, int], None] | None]:
+    """A rich progress bar on stderr (adapters done / total), or None when not a terminal."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("pull", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("pull", total=None)
+
+    def update(done: int, total: int, nbytes: int) -> None:
+        bar.update(task, total=total, completed=done)
+
+    with bar:
+        yield update
+
+
+@click.command("fsck")
+@click.option("--verify", is_flag=True, help="Re-hash every referenced blob (reads all bytes).")
+@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True)
+@json_option
+@store_options
+@click.pass_context
+def fsck(ctx: click.Context, verify: bool, workers: int, as_json: bool,
+         catalog_url: str | None, store_url: str | None) -> None:
+    """Check the store against the catalog: orphans, missing blobs, size/digest mismatches."""
+    from zoo.storage.fsck import fsck as run_fsck
+
+    from zoo.errors import IntegrityError
+
+    with opened(catalog_url, store_url, workers=workers) as (catalog, store):
+        report = run_fsck(catalog, store, verify=verify, workers=workers)
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        click.echo(f"{report.adapters} adapter row(s), {report.blobs} blob(s) in {report.store}"
+                   f"{' (verified by sha256)' if report.verified else ''}")
+        for orphan in report.orphans:
+            click.echo(f"orphan blob sha256:{orphan.digest} ({orphan.size} bytes)")
+        for problem in [*report.missing, *report.mismatched]:
+            click.echo(problem.describe())
+        click.echo("ok" if report.ok else
+                   f"DAMAGED: {len(report.missing)} missing, {len(report.mismatched)} mismatched")
+    if not report.ok:
+        ctx.exit(IntegrityError.exit_code)
+
+
+@click.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--grace", default="1h", show_default=True,
+              help="Keep orphans younger than this (30s, 15m, 1h, 7d): publishes in flight.")
+@json_option
+@store_options
+def gc(dry_run: bool, grace: str, as_json: bool, catalog_url: str | None,
+       store_url: str | None) -> None:
+    """Remove orphan blobs (no catalog row references them) older than --grace."""
+    from zoo.storage.fsck import gc as run_gc
+
+    with opened(catalog_url, store_url) as (catalog, store):
+        report = run_gc(catalog, store, grace=grace, dry_run=dry_run)
+    if as_json:
+        _emit(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    for blob in report.removed:
+        click.echo(f"{verb} sha256:{blob.digest} ({blob.size} bytes)")
+    click.echo(f"{verb} {len(report.removed)} orphan blob(s), {report.removed_bytes} bytes; "
+               f"kept {len(report.kept_young)} younger than {grace}")
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to the ``zoo`` group."""
+    for command in (push, pull, fsck, gc):
+        group.add_command(command)

@@ -79,3 +79,97 @@ def store_url(request, tmp_path) -> str:
     request.getfixturevalue("s3_env")
     bucket = request.getfixturevalue("s3_bucket")
     return s3_store_url(bucket)
+
+
+class Backend:
+    """A catalog + store pair, with the URLs a subprocess or the CLI needs."""
+
+    def __init__(self, kind: str, catalog_url: str, store_url: str) -> None:
+        from zoo.storage.blobstore import open_store
+        from zoo.storage.db import init_catalog, open_catalog
+
+        self.kind = kind
+        self.catalog_url = catalog_url
+        self.store_url = store_url
+        init_catalog(catalog_url)
+        self.catalog = open_catalog(catalog_url)
+        self.store = open_store(store_url)
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess / CliRunner pointing at this backend."""
+        return {"ZOO_CATALOG_URL": self.catalog_url, "ZOO_STORE_URL": self.store_url}
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every catalog table: "the catalog is unchanged" compares these."""
+        from sqlalchemy import func, select
+        from zoo.storage.models import Base
+
+        with self.catalog.transaction(readonly=True) as session:
+            return {t.name: session.execute(select(func.count()).select_from(t)).scalar_one()
+                    for t in Base.metadata.sorted_tables}
+
+    def adapter_rows(self) -> list[tuple[str, str, str]]:
+        """(id, name, digest) of every adapter row."""
+        from sqlalchemy import select
+        from zoo.storage.models import Adapter
+
+        with self.catalog.transaction(readonly=True) as session:
+            return [tuple(r) for r in session.execute(
+                select(Adapter.id, Adapter.name, Adapter.digest).order_by(Adapter.id))]
+
+    def blob_digests(self) -> set[str]:
+        return {b.digest for b in self.store.list_blobs()}
+
+
+@pytest.fixture(params=["sqlite-local", "pg-s3"])
+def backend(request, tmp_path):
+    """SQLite + local directory store, and PostgreSQL + S3 (moto server)."""
+    if request.param == "sqlite-local":
+        b = Backend(request.param, f"sqlite:///{tmp_path / 'catalog.db'}",
+                    str(tmp_path / "store"))
+    else:
+        pg = request.getfixturevalue("pg_url")
+        request.getfixturevalue("s3_env")
+        bucket = request.getfixturevalue("s3_bucket")
+        b = Backend(request.param, pg, s3_store_url(bucket))
+    try:
+        yield b
+    finally:
+        b.catalog.close()
+
+
+@pytest.fixture
+def sqlite_backend(tmp_path):
+    b = Backend("sqlite-local", f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "store"))
+    try:
+        yield b
+    finally:
+        b.catalog.close()
+
+
+def real_adapter(path: Path, seed: int = 0, *, base_dir: Path | None = None) -> tuple[Path, str]:
+    """A real adapter: tiny Llama (saved to ``base_dir`` when given), attach, perturb, extract."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import zoo
+    from zoo.config import PRoLoRAConfig
+
+    torch.manual_seed(1234)  # the same base for every seed
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)).eval()
+    base_name = "tiny-llama"
+    if base_dir is not None:
+        model.save_pretrained(base_dir)
+        base_name = str(base_dir)
+    zoo.attach(model, PRoLoRAConfig(r=4, unshared_r=1, share_a=2, share_b=2, alpha=8.0))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    adapter = zoo.extract(model, base_model=base_name, task="causal-lm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = adapter.save(path)
+    return path, digest

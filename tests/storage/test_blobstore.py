@@ -6,8 +6,9 @@ import hashlib
 import os
 import time
 
+import blob_fixtures as bf
 import pytest
-from blob_fixtures import make_adapter_bytes, s3_env, store_url  # noqa: F401
+from blob_fixtures import make_adapter_bytes
 from zoo.storage.blobstore import (
     BlobStore,
     LocalBlobStore,
@@ -17,6 +18,10 @@ from zoo.storage.blobstore import (
 )
 
 from zoo.errors import ConfigError, NotFoundError
+
+# shared fixtures (tests/storage/blob_fixtures.py)
+s3_env = bf.s3_env
+store_url = bf.store_url
 
 
 def _blob(tmp_path, seed=0):
@@ -39,7 +44,7 @@ def test_bad_digest_never_becomes_a_key(bad):
         blob_key(bad)
 
 
-def test_store_roundtrip(store_url, tmp_path):  # noqa: F811
+def test_store_roundtrip(store_url, tmp_path):
     store = open_store(store_url)
     assert isinstance(store, BlobStore)
     path, digest, data = _blob(tmp_path)
@@ -91,7 +96,7 @@ def test_open_store_urls(tmp_path):
         open_store("s3:///prefix")
 
 
-def test_s3_client_config(s3_env, s3_bucket, monkeypatch):  # noqa: F811
+def test_s3_client_config(s3_env, s3_bucket, monkeypatch):
     store = open_store(f"s3://{s3_bucket}/team/zoo", workers=32)
     cfg = store.client.meta.config
     assert cfg.max_pool_connections >= 32
@@ -103,7 +108,7 @@ def test_s3_client_config(s3_env, s3_bucket, monkeypatch):  # noqa: F811
     assert open_store(f"s3://{s3_bucket}").client.meta.config.retries["mode"] == "standard"
 
 
-def test_s3_multipart_for_large_files(s3_env, s3_bucket, tmp_path):  # noqa: F811
+def test_s3_multipart_for_large_files(s3_env, s3_bucket, tmp_path):
     from zoo.storage.s3store import S3BlobStore
 
     mib = 1024 * 1024
@@ -119,7 +124,7 @@ def test_s3_multipart_for_large_files(s3_env, s3_bucket, tmp_path):  # noqa: F81
     assert store.get_file(digest, tmp_path / "back.bin", size=len(data)) == (digest, len(data))
 
 
-def test_s3_missing_bucket_is_a_store_error(s3_env, tmp_path):  # noqa: F811
+def test_s3_missing_bucket_is_a_store_error(s3_env, tmp_path):
     from zoo.errors import StoreError
 
     store = open_store("s3://no-such-bucket-zoo/x")
@@ -128,7 +133,7 @@ def test_s3_missing_bucket_is_a_store_error(s3_env, tmp_path):  # noqa: F811
         store.put_file(digest, path)
 
 
-def test_s3_list_ignores_foreign_keys(s3_env, s3_bucket, tmp_path):  # noqa: F811
+def test_s3_list_ignores_foreign_keys(s3_env, s3_bucket, tmp_path):
     store = open_store(f"s3://{s3_bucket}/p")
     path, digest, _ = _blob(tmp_path)
     store.put_file(digest, path)

@@ -1,0 +1,156 @@
+"""The publish protocol: validate → sha256 → upload (dedup) → verify → ONE catalog transaction.
+
+Why this order: the blob is in the store, verified, before any catalog row names it, and the
+row plus whatever the caller needs done atomically with it (``on_commit``, e.g. marking a job
+SUCCEEDED) commit together. A crash at any point therefore leaves at worst an orphan blob —
+reported by ``zoo fsck`` and removed by ``zoo gc`` — never a row whose blob is missing.
+Publishing is idempotent: the same job id, or the same digest under the same name, returns the
+adapter already in the catalog instead of a second row.
+
+Crash injection (for the crash-safety tests only): when the environment variable
+``ZOO_CRASH_AT`` equals one of ``CRASH_POINTS`` the publishing process SIGKILLs itself at that
+point — a real, uncatchable kill, as an OOM killer or a pre-empted node would do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.storage.blobstore import BlobStore, sha256_file
+
+from zoo.adapter_meta import read_adapter_header
+from zoo.errors import IntegrityError
+
+CRASH_ENV = "ZOO_CRASH_AT"
+CRASH_POINTS = ("before-upload", "after-upload", "in-transaction")
+
+OnCommit = Callable[[Any, Any], None]  # (session, adapter_row) inside the publish transaction
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process if ``ZOO_CRASH_AT`` names this point (test-only fault injection)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What publish did: the adapter (as ``adapter_to_dict``), and whether bytes were uploaded."""
+
+    adapter: dict[str, Any]
+    uploaded: bool
+
+    @property
+    def id(self) -> str:
+        return str(self.adapter["id"])
+
+    @property
+    def digest(self) -> str:
+        return str(self.adapter["digest"])
+
+
+def publish(
+    catalog: Any,
+    store: BlobStore,
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    tags: Sequence[str] = (),
+    aliases: Sequence[str] = (),
+    job_id: str | None = None,
+    dataset_fingerprint: str | None = None,
+    on_commit: OnCommit | None = None,
+) -> PublishResult:
+    """Publish a zoo adapter file or a PEFT LoRA directory under ``name``.
+
+    ``aliases`` are ``NAME@ALIAS`` (or a bare ``ALIAS`` meaning ``name@ALIAS``).
+    """
+    from zoo.storage.refs import parse_name_alias, parse_tags, validate_name
+
+    name = validate_name(name)
+    tag_list = [str(t) for t in parse_tags(list(tags))]
+    alias_list = [f"{n}@{a}" for n, a in (parse_name_alias(x, default_name=name) for x in aliases)]
+    source = Path(path)
+    if source.is_dir():
+        from zoo.storage.peft_import import peft_dir_to_file
+
+        with tempfile.TemporaryDirectory(prefix="zoo-peft-") as tmp:
+            converted = peft_dir_to_file(source, Path(tmp) / "adapter.safetensors")
+            return _publish_file(catalog, store, converted, name=name, tags=tag_list,
+                                 aliases=alias_list, job_id=job_id,
+                                 dataset_fingerprint=dataset_fingerprint, on_commit=on_commit)
+    if not source.exists():
+        raise FileNotFoundError(f"nothing to push at {source}: no such file or directory")
+    return _publish_file(catalog, store, source, name=name, tags=tag_list, aliases=alias_list,
+                         job_id=job_id, dataset_fingerprint=dataset_fingerprint,
+                         on_commit=on_commit)
+
+
+def _publish_file(catalog: Any, store: BlobStore, path: Path, *, name: str, tags: list[str],
+                  aliases: list[str], job_id: str | None, dataset_fingerprint: str | None,
+                  on_commit: OnCommit | None) -> PublishResult:
+    from zoo.storage.catalog import adapter_to_dict, add_adapter
+
+    header = read_adapter_header(path)  # torch-free format + shape validation
+    if job_id is not None:
+        existing = _published_by_job(catalog, job_id)
+        if existing is not None:  # a retried job never publishes twice
+            return PublishResult(adapter=existing, uploaded=False)
+    digest, size = sha256_file(path)
+    crash_point("before-upload")
+    uploaded = _upload_verified(store, digest, size, path)
+    crash_point("after-upload")
+
+    def commit(session: Any) -> dict[str, Any]:
+        row = add_adapter(
+            session, digest=digest, size=size, config=header.config, name=name,
+            job_id=job_id, dataset_fingerprint=dataset_fingerprint, tags=tags, aliases=aliases,
+        )
+        session.flush()  # the INSERT is on the wire: a kill now tests a real open transaction
+        crash_point("in-transaction")
+        if on_commit is not None:
+            on_commit(session, row)
+        return adapter_to_dict(row)
+
+    adapter = catalog.run(commit)  # one transaction, re-run whole if the database was busy
+    return PublishResult(adapter=adapter, uploaded=uploaded)
+
+
+def _published_by_job(catalog: Any, job_id: str) -> dict[str, Any] | None:
+    from sqlalchemy import select
+    from zoo.storage.catalog import adapter_to_dict, resolve_ref
+    from zoo.storage.models import Adapter
+
+    with catalog.transaction(readonly=True) as session:
+        found = session.scalars(select(Adapter.id).where(Adapter.job_id == job_id)).first()
+        return None if found is None else adapter_to_dict(resolve_ref(session, found))
+
+
+def _upload_verified(store: BlobStore, digest: str, size: int, path: Path) -> bool:
+    """Upload unless an object of the right size is there; then check what the store holds.
+
+    An existing blob is touched so a concurrent ``gc`` (which spares blobs younger than its
+    grace period) cannot delete it between this check and the catalog commit.
+    """
+    info = store.stat(digest)
+    uploaded = False
+    if info is not None and info.size == size:
+        store.touch(digest)
+    else:
+        store.put_file(digest, path)
+        uploaded = True
+    info = store.stat(digest)
+    if info is None or info.size != size:
+        got = "nothing" if info is None else f"{info.size} bytes"
+        raise IntegrityError(
+            f"upload of blob {digest} to {store.url} did not verify: "
+            f"expected {size} bytes, store holds {got}"
+        )
+    return uploaded
+
