@@ -1,0 +1,250 @@
+"""Moving a job's inputs through the object store: upload at submit, fetch on the worker.
+
+No shared filesystem is assumed between the submitting machine and the workers. At submit time
+every LOCAL input is uploaded, content-addressed, into the job-artifact area of the store
+(``<store>/jobs/blobs/sha256/…``, next to but outside the adapter blobs that ``zoo gc`` manages):
+
+- a data file becomes ``zoo-blob:sha256:<hex>``;
+- a model directory becomes ``zoo-model:sha256:<hex>``: every file is a blob, and a JSON
+  manifest ``{"name": …, "files": {relative path: digest}}`` is the blob the URI names.
+  Uploading is skipped for blobs already present, so the second job on the same base uploads
+  nothing.
+
+``s3://`` inputs and hub ids pass through unchanged. On a worker, :func:`fetch_data` and
+:func:`fetch_model` materialise inputs under ``$ZOO_HOME/cache`` (per node, reused by later jobs,
+written by temp file + rename so concurrent workers never see half a file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zoo.storage.blobstore import BlobStore, open_store, sha256_file
+
+from zoo.errors import ConfigError, IntegrityError
+from zoo.jobspec import JobSpec
+
+BLOB_SCHEME = "zoo-blob:sha256:"
+MODEL_SCHEME = "zoo-model:sha256:"
+ARTIFACTS = "jobs"
+
+
+def artifact_store_url(store_url: str) -> str:
+    """The job-artifact area of a store: inputs, checkpoints and logs (not adapters)."""
+    return store_url.rstrip("/") + "/" + ARTIFACTS
+
+
+def open_artifacts(store_url: str) -> BlobStore:
+    return open_store(artifact_store_url(store_url))
+
+
+def blob_uri(digest: str) -> str:
+    return BLOB_SCHEME + digest
+
+
+def digest_of(uri: str) -> str:
+    """The digest in a ``zoo-blob:``/``zoo-model:``/``sha256:`` URI."""
+    for prefix in (BLOB_SCHEME, MODEL_SCHEME, "sha256:"):
+        if uri.startswith(prefix):
+            return uri[len(prefix):]
+    raise ConfigError(f"not a zoo blob URI: {uri!r}")
+
+
+def put_file(store: BlobStore, path: str | os.PathLike[str]) -> str:
+    """Upload a file unless present; returns its digest."""
+    digest, size = sha256_file(path)
+    info = store.stat(digest)
+    if info is None or info.size != size:
+        store.put_file(digest, path)
+    return digest
+
+
+def put_bytes(store: BlobStore, data: bytes, *, tmp_dir: str | None = None) -> str:
+    """Upload bytes (a checkpoint, a log) as a blob; returns its digest."""
+    fd, tmp = tempfile.mkstemp(prefix=".zoo-put-", dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return put_file(store, tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def get_bytes(store: BlobStore, digest: str) -> bytes:
+    """Download a (small) blob into memory, verifying its digest."""
+    fd, tmp = tempfile.mkstemp(prefix=".zoo-get-")
+    os.close(fd)
+    try:
+        got, _ = store.get_file(digest, tmp)
+        if got != digest:
+            raise IntegrityError(f"blob {digest} in {store.url} has digest {got}")
+        return Path(tmp).read_bytes()
+    finally:
+        os.unlink(tmp)
+
+
+def _upload_model_dir(store: BlobStore, root: Path) -> str:
+    files = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in Path(rel).parts):
+            continue  # .git, .cache, editor droppings
+        files[rel] = put_file(store, path)
+    if "config.json" not in files:
+        raise ConfigError(f"base_model: {root} has no config.json (not a model directory)")
+    manifest = json.dumps({"name": root.name, "files": files}, sort_keys=True).encode()
+    return put_bytes(store, manifest)
+
+
+def stage_inputs(specs: list[JobSpec], store_url: str,
+                 on_upload: Callable[[str], None] | None = None) -> list[JobSpec]:
+    """Upload local inputs of every spec (each distinct path once); return specs with URIs."""
+    store = open_artifacts(store_url)
+    done: dict[str, str] = {}
+
+    def stage(value: str, *, model: bool) -> str:
+        if value.startswith("s3://") or not Path(value).is_absolute():
+            return value  # s3:// or a hub id: the worker fetches it itself
+        if value not in done:
+            if on_upload is not None:
+                on_upload(value)
+            if model:
+                done[value] = MODEL_SCHEME + _upload_model_dir(store, Path(value))
+            else:
+                done[value] = blob_uri(put_file(store, value))
+        return done[value]
+
+    out = []
+    for spec in specs:
+        out.append(spec.with_locations(
+            base_model=stage(spec.base_model, model=True),
+            train=stage(spec.data.train, model=False),
+            eval=stage(spec.data.eval, model=False) if spec.data.eval else None,
+        ))
+    return out
+
+
+# ---------------------------------------------------------------- worker side ----------------
+
+
+def cache_dir(home: str | None = None) -> Path:
+    from zoo.settings import resolve_settings
+
+    root = Path(home or resolve_settings().home) / "cache"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _fetch_blob_to(store: BlobStore, digest: str, dest: Path) -> Path:
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".incomplete", dir=dest.parent)
+    os.close(fd)
+    try:
+        got, _ = store.get_file(digest, tmp)
+        if got != digest:
+            raise IntegrityError(f"input blob {digest} in {store.url} has digest {got}")
+        os.replace(tmp, dest)
+        tmp = None
+    finally:
+        if tmp is not None:
+            os.unlink(tmp)
+    return dest
+
+
+def fetch_data(uri: str, store_url: str, *, home: str | None = None) -> str:
+    """A local path for a data URI (cached per node)."""
+    if uri.startswith(BLOB_SCHEME):
+        digest = digest_of(uri)
+        return str(_fetch_blob_to(open_artifacts(store_url), digest,
+                                  cache_dir(home) / "data" / f"{digest}.jsonl"))
+    if uri.startswith("s3://"):
+        return str(_fetch_s3_object(uri, cache_dir(home) / "data"))
+    return uri  # a plain path (only when worker and submitter are one machine)
+
+
+def fetch_model(uri: str, store_url: str, *, home: str | None = None) -> tuple[str, str]:
+    """(local directory, display name) for a base model URI (cached per node)."""
+    if uri.startswith(MODEL_SCHEME):
+        digest = digest_of(uri)
+        store = open_artifacts(store_url)
+        root = cache_dir(home) / "models" / digest
+        manifest = json.loads(get_bytes(store, digest))
+        if not (root / ".complete").is_file():
+            for rel, file_digest in manifest["files"].items():
+                if ".." in Path(rel).parts or Path(rel).is_absolute():
+                    raise IntegrityError(f"model manifest {digest} names an unsafe path {rel!r}")
+                _fetch_blob_to(store, file_digest, root / rel)
+            (root / ".complete").write_text(digest)
+        return str(root), str(manifest.get("name") or digest[:12])
+    if uri.startswith("s3://"):
+        return str(_fetch_s3_prefix(uri, cache_dir(home) / "models")), uri
+    return uri, uri  # a hub id (resolved from the HF cache) or a local path
+
+
+def _s3_client() -> Any:
+    from zoo.storage.s3store import make_client
+
+    return make_client()
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket or not key:
+        raise ConfigError(f"{uri!r} is not s3://bucket/key")
+    return bucket, key
+
+
+def _fetch_s3_object(uri: str, root: Path) -> Path:
+    import hashlib
+
+    bucket, key = _split_s3(uri)
+    client = _s3_client()
+    head = client.head_object(Bucket=bucket, Key=key)
+    tag = hashlib.sha256(f"{uri}\0{head.get('ETag')}".encode()).hexdigest()
+    dest = root / f"s3-{tag}{Path(key).suffix}"
+    if not dest.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, suffix=".incomplete")
+        os.close(fd)
+        client.download_file(bucket, key, tmp)
+        os.replace(tmp, dest)
+    return dest
+
+
+def _fetch_s3_prefix(uri: str, root: Path) -> Path:
+    import hashlib
+
+    bucket, prefix = _split_s3(uri.rstrip("/") + "/")
+    dest = root / ("s3-" + hashlib.sha256(uri.encode()).hexdigest()[:32])
+    if (dest / ".complete").is_file():
+        return dest
+    client = _s3_client()
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        for obj in page.get("Contents", ()):
+            rel = obj["Key"][len(prefix):]
+            if not rel or ".." in Path(rel).parts:
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".incomplete")
+            os.close(fd)
+            client.download_file(bucket, obj["Key"], tmp)
+            os.replace(tmp, target)
+    if not (dest / "config.json").is_file():
+        raise ConfigError(f"base_model: {uri} holds no config.json")
+    (dest / ".complete").write_text(uri)
+    return dest
+
+
+__all__ = [
+    "BLOB_SCHEME", "MODEL_SCHEME", "artifact_store_url", "blob_uri", "digest_of", "fetch_data",
+    "fetch_model", "get_bytes", "open_artifacts", "put_bytes", "put_file", "stage_inputs",
+]

@@ -1,0 +1,243 @@
+"""Submitting jobs: validate → stage inputs → job rows → Ray.
+
+Two modes, one library call (:func:`submit`), which the CLI and scripts use alike:
+
+- **embedded** (no ``--address``/``RAY_ADDRESS``): start a local Ray in this process, launch one
+  task per job and wait, with a progress display.
+- **cluster**: hand the whole submission to the cluster through Ray's job submission API; the
+  job's driver (``python -m zoo.workers.driver``) runs :func:`run_jobs` there. Returns at once
+  with the job ids. The catalog and store must then be shared services (PostgreSQL, S3):
+  a SQLite file or a directory on this machine is not reachable from the cluster.
+
+Nothing is written until the spec is valid and its inputs are uploaded: a bad spec creates no
+job row.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.workers import jobs, staging
+
+from zoo.errors import ConfigError
+from zoo.jobspec import JobSpec
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class SubmitResult:
+    """What a submission did: the job ids, and their final states when it waited."""
+
+    job_ids: list[str]
+    sweep_id: str
+    mode: str  # "embedded" | "cluster"
+    submission_id: str | None = None
+    states: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.states) and all(s == jobs.SUCCEEDED for s in self.states.values())
+
+
+def _require_shared(catalog_url: str, store_url: str) -> None:
+    if catalog_url.startswith("sqlite"):
+        raise ConfigError("cluster mode needs a catalog the cluster can reach "
+                          f"(postgresql+psycopg://…), not {catalog_url.split('?')[0]}")
+    if not store_url.startswith("s3://"):
+        raise ConfigError(f"cluster mode needs an object store the cluster can reach (s3://…), "
+                          f"not {store_url}")
+
+
+def _strip_password(url: str) -> str:
+    """The URL without its password: secrets come from the cluster's own environment."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.set(password=None).render_as_string(hide_password=False) \
+        if parsed.password else url
+
+
+def submit(specs: Sequence[JobSpec], *, catalog_url: str, store_url: str,
+           address: str | None = None, wait: bool = True, progress: bool = False,
+           echo: Echo | None = None) -> SubmitResult:
+    """Submit validated specs; see the module docstring for the two modes."""
+    from zoo.storage.db import open_catalog
+    from zoo.storage.models import new_id
+
+    say = echo or (lambda _msg: None)
+    if address:
+        _require_shared(catalog_url, store_url)
+    catalog = open_catalog(catalog_url)
+    try:
+        staged = staging.stage_inputs(list(specs), store_url,
+                                      on_upload=lambda p: say(f"uploading {p}"))
+        sweep_id = new_id()
+        job_ids = jobs.create_jobs(catalog, staged, sweep_id=sweep_id)
+        if address:
+            submission_id = _submit_to_cluster(address, sweep_id, catalog_url, store_url,
+                                               staged)
+            for job_id in job_ids:
+                jobs.set_ray_ref(catalog, job_id, f"ray-job:{submission_id}")
+            result = SubmitResult(job_ids, sweep_id, "cluster", submission_id)
+            if wait:
+                result.states = wait_jobs(catalog, job_ids)
+            return result
+        from zoo.workers.cluster import connect
+
+        connect(None)
+        states = run_jobs(catalog, job_ids, catalog_url=catalog_url, store_url=store_url,
+                          progress=progress, wait=wait)
+        return SubmitResult(job_ids, sweep_id, "embedded", states=states)
+    finally:
+        catalog.close()
+
+
+def _submit_to_cluster(address: str, sweep_id: str, catalog_url: str, store_url: str,
+                       specs: Sequence[JobSpec]) -> str:
+    from zoo.workers.cluster import job_client
+
+    client = job_client(address)
+    python = os.environ.get("ZOO_DRIVER_PYTHON", "python")
+    entrypoint = " ".join([python, "-m", "zoo.workers.driver", "--sweep", shlex.quote(sweep_id)])
+    env = {"ZOO_FORWARDED_CATALOG_URL": _strip_password(catalog_url),
+           "ZOO_FORWARDED_STORE_URL": store_url}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        env["ZOO_FORWARDED_AWS_ENDPOINT_URL"] = endpoint
+    try:
+        return client.submit_job(
+            entrypoint=entrypoint, submission_id=f"zoo-{sweep_id.lower()}",
+            runtime_env={"env_vars": env}, entrypoint_num_cpus=0,
+            metadata={"zoo_sweep_id": sweep_id, "zoo_jobs": str(len(specs))},
+        )
+    except Exception as exc:  # noqa: BLE001 - the job rows exist: mark them, then report
+        from zoo.storage.db import open_catalog
+
+        with open_catalog(catalog_url) as catalog:
+            for view in jobs.list_jobs(catalog, sweep_id=sweep_id):
+                jobs.mark_failed(catalog, view.id, f"submission to {address} failed: {exc}")
+        raise ConfigError(f"Ray job submission to {address} failed: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+                          ) from None
+
+
+# ---------------------------------------------------------------- launching -----------------
+
+
+def _death_reason(exc: BaseException, view: jobs.JobView) -> str:
+    text = " ".join(str(exc).split())[:300]
+    return (f"worker died on attempt {view.attempt} and retries are exhausted "
+            f"({view.max_retries} allowed): {type(exc).__name__}: {text}")
+
+
+def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_url: str,
+             progress: bool = False, wait: bool = True,
+             on_done: Callable[[str, str], None] | None = None) -> dict[str, str]:
+    """Launch one Ray task per job (with its resources and retries) and wait for all.
+
+    Ray retries a task whose worker died (up to the spec's ``retries``); when that runs out,
+    or a task is cancelled, the job row is finalised here. Returns job id → final state.
+    """
+    import ray
+    from zoo.workers.tasks import ray_options, remote_train_task
+
+    task = remote_train_task()
+    refs: dict[Any, str] = {}
+    for job_id in job_ids:
+        spec = jobs.get_job(catalog, job_id).job_spec()
+        ref = task.options(**ray_options(spec)).remote(job_id, catalog_url, store_url)
+        refs[ref] = job_id
+        jobs.set_ray_ref(catalog, job_id, f"ray-task:{ref.hex()}")
+    if not wait:
+        return {}
+    states: dict[str, str] = {}
+    display = _Progress(len(refs)) if progress else None
+    pending = list(refs)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+            if display:
+                display.update(catalog, job_ids, states)
+            for ref in done:
+                job_id = refs[ref]
+                states[job_id] = _finalise(catalog, ref, job_id)
+                if on_done:
+                    on_done(job_id, states[job_id])
+    except KeyboardInterrupt:
+        for ref in pending:
+            jobs.mark_cancelled(catalog, refs[ref], "cancelled: the submitting process was "
+                                "interrupted")
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if display:
+            display.close(catalog, job_ids, states)
+    return states
+
+
+def _finalise(catalog: Any, ref: Any, job_id: str) -> str:
+    import ray
+
+    try:
+        result = ray.get(ref)
+        return str(result["state"])
+    except ray.exceptions.TaskCancelledError:
+        jobs.mark_cancelled(catalog, job_id)
+    except ray.exceptions.RayTaskError as exc:  # run_job raised a BaseException
+        jobs.mark_failed(catalog, job_id, f"{type(exc.cause).__name__}: {exc.cause}")
+    except ray.exceptions.RayError as exc:  # worker/node/owner died, retries exhausted
+        view = jobs.get_job(catalog, job_id)
+        jobs.mark_failed(catalog, job_id, _death_reason(exc, view))
+    return jobs.get_job(catalog, job_id).state
+
+
+class _Progress:
+    """A rich progress bar: done/total with counts per state."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.description}"), TimeElapsedColumn(),
+                            transient=False)
+        self.task = self.bar.add_task("", total=total)
+        self.bar.start()
+        self.last = 0.0
+
+    def update(self, catalog: Any, job_ids: Sequence[str], states: dict[str, str]) -> None:
+        if time.monotonic() - self.last < 1.0:
+            return
+        self.last = time.monotonic()
+        running = sum(1 for v in jobs.list_jobs(catalog, ids=job_ids) if v.state == jobs.RUNNING)
+        counts = {s: list(states.values()).count(s) for s in jobs.TERMINAL}
+        text = f"running {running}  " + "  ".join(f"{k.lower()} {v}" for k, v in counts.items())
+        self.bar.update(self.task, completed=len(states), description=text)
+
+    def close(self, catalog: Any, job_ids: Sequence[str], states: dict[str, str]) -> None:
+        self.last = 0.0
+        self.update(catalog, job_ids, states)
+        self.bar.stop()
+
+
+def wait_jobs(catalog: Any, job_ids: Sequence[str], *, timeout: float | None = None,
+              poll_s: float = 1.0) -> dict[str, str]:
+    """Poll the catalog until every job is terminal (reaping dead workers' jobs)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        jobs.reap_stale(catalog)
+        views = jobs.list_jobs(catalog, ids=job_ids)
+        states = {v.id: v.state for v in views}
+        if all(v.terminal for v in views):
+            return states
+        if deadline is not None and time.monotonic() > deadline:
+            return states
+        time.sleep(poll_s)
+
+
+__all__ = ["SubmitResult", "run_jobs", "submit", "wait_jobs"]

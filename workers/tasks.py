@@ -1,0 +1,357 @@
+"""The train task: ``run_job(job_id, catalog_url, store_url)`` and its thin Ray wrapper.
+
+One call is one ATTEMPT of one job, in a Ray worker process:
+
+1. mark the job RUNNING (attempt + 1, node, pid); a terminal job (cancelled while queued,
+   already published by an attempt that died after its commit) returns at once;
+2. fetch inputs from the object store into the node cache, load the base model (or reuse the
+   one this process loaded for the previous job on the same base), pick CUDA/bf16 when Ray
+   assigned a GPU, else CPU;
+3. train with ``zoo.train.train_adapter``, uploading a checkpoint every
+   ``train.checkpoint_every`` steps; a retried attempt resumes from the last one;
+4. publish through ``zoo.storage.publish`` whose ``on_commit`` marks the job SUCCEEDED in the
+   same transaction as the adapter row: published exactly once, however often retried.
+
+A heartbeat thread refreshes ``heartbeat_at``, uploads the log so far (``zoo jobs logs
+--follow`` streams it from the store), and SIGKILLs this process when the job is no longer its
+attempt's to run (cancelled): the training process is really gone, its GPU memory with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from zoo.workers import jobs, staging
+
+from zoo.errors import ZooError
+from zoo.jobspec import JobSpec
+
+HEARTBEAT_S = float(os.environ.get("ZOO_HEARTBEAT_S", "5"))
+MODEL_CACHE_SIZE = int(os.environ.get("ZOO_MODEL_CACHE_SIZE", "1"))
+
+_catalogs: dict[str, Any] = {}
+_models: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
+MODEL_LOADS = {"count": 0}  # observable by tests: how often this process loaded a base
+
+
+def _catalog(url: str) -> Any:
+    """One catalog (engine + pool) per worker process and URL."""
+    if url not in _catalogs:
+        from zoo.storage.db import open_catalog
+
+        _catalogs[url] = open_catalog(url)
+    return _catalogs[url]
+
+
+# ---------------------------------------------------------------- device and model cache ----
+
+
+def assigned_gpu_ids() -> list[str] | None:
+    """GPU ids Ray gave this task ([] for a CPU task); None outside Ray."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        return [str(i) for i in ray.get_gpu_ids()]
+    except Exception:  # noqa: BLE001 - not in a Ray worker
+        return None
+
+
+def choose_job_device(gpu_ids: list[str] | None = None, *, cuda_available: bool | None = None,
+                      bf16_supported: bool | None = None) -> Any:
+    """CUDA (bf16 when supported) iff a GPU is assigned AND usable, else CPU."""
+    from zoo.device import choose_device
+
+    if cuda_available is None or bf16_supported is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+        bf16_supported = bool(cuda_available and torch.cuda.is_bf16_supported())
+    return choose_device(prefer=None, cuda_available=cuda_available,
+                         bf16_supported=bf16_supported,
+                         assigned_gpu_ids=gpu_ids if gpu_ids is not None else [])
+
+
+def cached_base(model_dir: str, task: str, *, labels: tuple[str, ...], seed: int,
+                device: str, dtype: str) -> tuple[Any, Any]:
+    """The base model for a job, reused from this process's previous job when it matches.
+
+    A seq-cls head is freshly initialised from the job's seed, so the seed is part of the key
+    for seq-cls (a reused model must give the same adapter as a fresh load).
+    """
+    key = (model_dir, task, labels, seed if task == "seq-cls" else None, device, dtype)
+    if key in _models:
+        _models.move_to_end(key)
+        return _models[key]
+    while len(_models) >= max(MODEL_CACHE_SIZE, 1):
+        _models.popitem(last=False)
+        _free_device_memory()
+    import random
+
+    import torch
+
+    from zoo.models import load_base
+
+    random.seed(seed)
+    torch.manual_seed(seed)  # as train_adapter seeds before loading: same head init
+    model, tokenizer = load_base(model_dir, task, label_names=list(labels) or None,
+                                 dtype=dtype, device=device)
+    MODEL_LOADS["count"] += 1
+    _models[key] = (model, tokenizer)
+    return model, tokenizer
+
+
+def _free_device_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+# ---------------------------------------------------------------- log + heartbeat -----------
+
+
+class JobLog:
+    """An append-only local log, uploaded to the store as a blob on each heartbeat."""
+
+    def __init__(self, job_id: str, artifacts: Any, previous: str | None) -> None:
+        self.job_id = job_id
+        self.artifacts = artifacts
+        fd, path = tempfile.mkstemp(prefix=f"zoo-job-{job_id}-", suffix=".log")
+        os.close(fd)
+        self.path = Path(path)
+        self.uri = previous
+        self.uploaded_size = -1
+        self.lock = threading.Lock()
+        if previous:  # a retry: keep the earlier attempts' lines
+            with contextlib.suppress(ZooError):
+                self.path.write_bytes(staging.get_bytes(artifacts, staging.digest_of(previous)))
+
+    def write(self, line: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self.lock, self.path.open("a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {line.rstrip()}\n")
+
+    def upload(self) -> str | None:
+        """Upload if changed; returns the new URI (or None when unchanged)."""
+        with self.lock:
+            data = self.path.read_bytes()
+        if len(data) == self.uploaded_size:
+            return None
+        old = self.uri
+        self.uri = "sha256:" + staging.put_bytes(self.artifacts, data)
+        self.uploaded_size = len(data)
+        self._old = old
+        return self.uri
+
+    def drop_previous(self) -> None:
+        """Delete the superseded log blob (after the catalog points at the new one)."""
+        old = getattr(self, "_old", None)
+        if old and old != self.uri:
+            self.artifacts.delete(staging.digest_of(old))
+        self._old = None
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class Heartbeat(threading.Thread):
+    """Refresh the heartbeat, ship the log, and kill this process once the job is cancelled."""
+
+    def __init__(self, catalog: Any, job_id: str, attempt: int, log: JobLog) -> None:
+        super().__init__(name=f"zoo-heartbeat-{job_id}", daemon=True)
+        self.catalog, self.job_id, self.attempt, self.log = catalog, job_id, attempt, log
+        self.stopped = threading.Event()
+
+    def beat(self) -> str:
+        uri = self.log.upload()
+        state = jobs.heartbeat(self.catalog, self.job_id, self.attempt, log_uri=uri)
+        if uri and state == jobs.RUNNING:
+            self.log.drop_previous()
+        return state
+
+    def run(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            try:
+                state = self.beat()
+            except Exception:  # noqa: BLE001 - a flaky catalog must not kill training
+                continue
+            if state != jobs.RUNNING and not self.stopped.is_set():
+                self.log.write(f"job is {state}: stopping this worker (pid {os.getpid()})")
+                try:
+                    self.log.upload()
+                    jobs.set_log_uri(self.catalog, self.job_id, self.log.uri or "")
+                finally:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+# ---------------------------------------------------------------- the attempt ---------------
+
+
+def run_job(job_id: str, catalog_url: str, store_url: str) -> dict[str, Any]:
+    """Run one attempt of a job to a terminal state; returns ``{job_id, state, adapter_id, …}``.
+
+    Application errors mark the job FAILED (not retried: bad data stays bad). Only the death
+    of the process (SIGKILL, OOM, a lost node) leads to a retry, which Ray performs.
+    """
+    forwarded = os.environ.get("ZOO_FORWARDED_AWS_ENDPOINT_URL")
+    if forwarded and not os.environ.get("AWS_ENDPOINT_URL"):
+        os.environ["AWS_ENDPOINT_URL"] = forwarded
+    catalog = _catalog(catalog_url)
+    view = jobs.get_job(catalog, job_id)
+    if view.terminal:
+        return _result(view)
+    attempt = jobs.mark_running(catalog, job_id, node=socket.gethostname(), pid=os.getpid())
+    if attempt is None:
+        return _result(jobs.get_job(catalog, job_id))
+    artifacts = staging.open_artifacts(store_url)
+    log = JobLog(job_id, artifacts, view.log_uri)
+    log.write(f"attempt {attempt}/{view.max_retries + 1} started on {socket.gethostname()} "
+              f"pid {os.getpid()}")
+    beat = Heartbeat(catalog, job_id, attempt, log)
+    beat.beat()
+    beat.start()
+    try:
+        adapter_id = _train_and_publish(catalog, store_url, artifacts, job_id, attempt,
+                                        view, log)
+        log.write(f"published adapter {adapter_id}")
+    except BaseException as exc:
+        beat.stop()
+        log.write("error: " + "".join(traceback.format_exception(exc)).rstrip())
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ZooError) else str(exc)
+        jobs.mark_failed(catalog, job_id, f"attempt {attempt}: {reason}", attempt=attempt)
+        _finish_log(catalog, job_id, log)
+        if not isinstance(exc, Exception):
+            raise
+        return _result(jobs.get_job(catalog, job_id))
+    beat.stop()
+    _finish_log(catalog, job_id, log)
+    return _result(jobs.get_job(catalog, job_id))
+
+
+def _finish_log(catalog: Any, job_id: str, log: JobLog) -> None:
+    try:
+        uri = log.upload()
+        if uri:
+            jobs.set_log_uri(catalog, job_id, uri)
+            log.drop_previous()
+    finally:
+        log.close()
+
+
+def _result(view: jobs.JobView) -> dict[str, Any]:
+    return {"job_id": view.id, "state": view.state, "adapter_id": view.adapter_id,
+            "attempt": view.attempt, "error": view.error}
+
+
+def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str,
+                       attempt: int, view: jobs.JobView, log: JobLog) -> str:
+    from zoo.storage.blobstore import open_store
+    from zoo.storage.publish import publish
+
+    import zoo
+    from zoo.data import fingerprint, load_seq_cls
+    from zoo.train import TrainOptions, train_adapter
+
+    spec: JobSpec = view.job_spec()
+    model_dir, base_name = staging.fetch_model(spec.base_model, store_url)
+    train_path = staging.fetch_data(spec.data.train, store_url)
+    eval_path = staging.fetch_data(spec.data.eval, store_url) if spec.data.eval else None
+    choice = choose_job_device(assigned_gpu_ids())
+    labels: tuple[str, ...] = ()
+    if spec.task == "seq-cls":
+        labels = tuple(load_seq_cls(train_path).label_names)
+    model, tokenizer = cached_base(model_dir, spec.task, labels=labels, seed=spec.train.seed,
+                                   device=choice.device, dtype=choice.base_dtype)
+    log.write(f"device {choice.device} ({choice.autocast_dtype or 'float32'}), base {base_name}")
+
+    resume = None
+    if view.checkpoint_uri:
+        resume = staging.get_bytes(artifacts, staging.digest_of(view.checkpoint_uri))
+        log.write(f"resuming from checkpoint {view.checkpoint_uri[:19]}…")
+    last_ckpt = {"uri": view.checkpoint_uri}
+
+    def checkpoint(blob: bytes, step: int) -> None:
+        uri = "sha256:" + staging.put_bytes(artifacts, blob)
+        if jobs.set_checkpoint(catalog, job_id, attempt, uri):
+            old, last_ckpt["uri"] = last_ckpt["uri"], uri
+            if old and old != uri:
+                artifacts.delete(staging.digest_of(old))
+            log.write(f"checkpoint at step {step}")
+
+    def progress(info: dict[str, Any]) -> None:
+        log.write(f"step {info['step']}/{info['max_steps']} loss {info['loss']:.4f} "
+                  f"lr {info['lr']:.2e}")
+
+    t = spec.train
+    options = TrainOptions(max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size,
+                           max_length=t.max_length, seed=t.seed, weight_decay=t.weight_decay,
+                           warmup_steps=t.warmup_steps, checkpoint_every=t.checkpoint_every)
+    result = train_adapter(base_model=model_dir, task=spec.task, train_path=train_path,
+                           eval_path=eval_path, prolora=spec.prolora, options=options,
+                           model=model, tokenizer=tokenizer, progress=progress,
+                           checkpoint=checkpoint, resume_from=resume)
+    config = dict(result.adapter.config)
+    config["base_model"] = base_name  # the cache path means nothing on another machine
+    adapter = zoo.Adapter(config, result.adapter.tensors)
+    log.write(f"trained {result.steps} steps: " + ", ".join(
+        f"{k}={v:.4g}" for k, v in result.metrics.items() if isinstance(v, float)))
+
+    def on_commit(session: Any, row: Any) -> None:
+        jobs.succeed_in_session(session, job_id, attempt, row.id)
+
+    with tempfile.TemporaryDirectory(prefix="zoo-publish-") as tmp:
+        path = Path(tmp) / "adapter.safetensors"
+        adapter.save(path)
+        published = publish(catalog, open_store(store_url), path, name=spec.name,
+                            tags=spec.tags, aliases=[spec.alias] if spec.alias else [],
+                            job_id=job_id, dataset_fingerprint=fingerprint(train_path),
+                            on_commit=on_commit)
+    if last_ckpt["uri"]:
+        artifacts.delete(staging.digest_of(last_ckpt["uri"]))
+    return published.id
+
+
+def remote_train_task() -> Any:
+    """The Ray remote function (created lazily so importing this module needs no Ray)."""
+    global _REMOTE
+    if _REMOTE is None:
+        import ray
+
+        # max_calls=0: keep the worker process (and its cached base model) for the next job.
+        _REMOTE = ray.remote(max_calls=0)(run_job)
+    return _REMOTE
+
+
+_REMOTE: Any = None
+
+
+def ray_options(spec: JobSpec) -> dict[str, Any]:
+    """Task options for a job: its resources, Ray-level retries on worker death, a name."""
+    return {**spec.resources.ray_options(), "max_retries": spec.retries,
+            "retry_exceptions": False, "name": f"zoo:{spec.display_name}"[:120]}
+
+
+if __name__ == "__main__":  # manual debugging: python -m zoo.workers.tasks JOB CATALOG STORE
+    print(run_job(*sys.argv[1:4]))
