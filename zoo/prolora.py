@@ -18,8 +18,8 @@ Replica ``k`` of A's chunk is ``roll(A0, -k·s_A, dim=0)``: the rotation is alon
 Without rotation (the CLoRA ablation) every replica is ``A0`` itself. "Rectified" init draws A
 uniformly in ±1/sqrt(h) (the full fan-in); the "chunk-fan" ablation uses ±1/sqrt(c_A).
 
-The expansion is one gather per matrix with index tables computed once at construction, so a
-forward costs a rank-r LoRA plus ``r·(h + o)`` gathered elements.
+The expansion is one flat ``index_select`` per matrix with index tables computed once at
+construction, so a forward costs a rank-r LoRA plus ``r·(h + o)`` gathered elements.
 """
 
 from __future__ import annotations
@@ -44,6 +44,20 @@ def shared_row_index(rows: int, width: int, chunk: int, stride: int, rotation: b
     return (i + shift) % rows  # (r_s, width)
 
 
+def flat_gather_index_a(rows: int, width: int, chunk: int, stride: int, rotation: bool) -> torch.Tensor:
+    """Flat positions into ``A0.reshape(-1)`` giving the shared rows of A (r_s·h,)."""
+    idx = shared_row_index(rows, width, chunk, stride, rotation)  # (r_s, h) source rows
+    cols = torch.arange(width) % chunk  # (h,) source columns
+    return (idx * chunk + cols).reshape(-1)
+
+
+def flat_gather_index_b(cols: int, height: int, chunk: int, stride: int, rotation: bool) -> torch.Tensor:
+    """Flat positions into ``B0.reshape(-1)`` giving the shared columns of B (o·r_s,)."""
+    idx = shared_row_index(cols, height, chunk, stride, rotation).T  # (o, r_s) source columns
+    rows = (torch.arange(height) % chunk).unsqueeze(1)  # (o, 1) source rows
+    return (rows * cols + idx).reshape(-1)
+
+
 def expand_a(
     a_shared: torch.Tensor | None,
     a_unshared: torch.Tensor | None,
@@ -54,14 +68,18 @@ def expand_a(
     rotation: bool = True,
     index: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The ordinary LoRA ``A`` (r × h) from the compact tensors (shared rows first)."""
+    """The ordinary LoRA ``A`` (r × h) from the compact tensors (shared rows first).
+
+    ``index`` is ``flat_gather_index_a(...)``, precomputed by the layer; one ``index_select``
+    (whose backward is a cheap ``index_add``) builds all m rotated replicas at once.
+    """
     parts = []
     if a_shared is not None:
         rows, chunk = a_shared.shape  # (r_s, c_A)
         if index is None:
-            index = shared_row_index(rows, in_features, chunk, stride, rotation)
-        cols = torch.arange(in_features, device=a_shared.device) % chunk  # (h,)
-        parts.append(a_shared[index.to(a_shared.device), cols])  # (r_s, h)
+            index = flat_gather_index_a(rows, in_features, chunk, stride, rotation)
+        flat = a_shared.reshape(-1).index_select(0, index.to(a_shared.device))
+        parts.append(flat.view(rows, in_features))  # (r_s, h)
     if a_unshared is not None:
         parts.append(a_unshared)  # (u, h)
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # (r, h)
@@ -82,10 +100,9 @@ def expand_b(
     if b_shared is not None:
         chunk, cols = b_shared.shape  # (c_B, r_s)
         if index is None:
-            index = shared_row_index(cols, out_features, chunk, stride, rotation)
-        rows = torch.arange(out_features, device=b_shared.device) % chunk  # (o,)
-        # B[row, i] = B0[row % c_B, idx[i, row]]  ->  gather with idx transposed to (o, r_s)
-        parts.append(b_shared[rows.unsqueeze(1), index.to(b_shared.device).T])  # (o, r_s)
+            index = flat_gather_index_b(cols, out_features, chunk, stride, rotation)
+        flat = b_shared.reshape(-1).index_select(0, index.to(b_shared.device))
+        parts.append(flat.view(out_features, cols))  # (o, r_s)
     if b_unshared is not None:
         parts.append(b_unshared)  # (o, u)
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (o, r)
@@ -153,12 +170,12 @@ class PRoLoRALinear(nn.Module):
         if rs > 0:
             self.register_buffer(
                 "index_a",
-                shared_row_index(rs, h, self.chunk_a, self.stride_a, self.rotation).to(device),
+                flat_gather_index_a(rs, h, self.chunk_a, self.stride_a, self.rotation).to(device),
                 persistent=False,
             )
             self.register_buffer(
                 "index_b",
-                shared_row_index(rs, o, self.chunk_b, self.stride_b, self.rotation).to(device),
+                flat_gather_index_b(rs, o, self.chunk_b, self.stride_b, self.rotation).to(device),
                 persistent=False,
             )
         else:
@@ -202,8 +219,8 @@ class PRoLoRALinear(nn.Module):
         a = self.expanded_a()  # (r, h)
         b = self.expanded_b()  # (o, r)
         x_a = self.dropout(x).to(a.dtype)  # (..., h)
-        update = (x_a @ a.T) @ b.T  # (..., o)
-        return result + (self.scaling * update).to(result.dtype)
+        update = (x_a @ a.T) @ (self.scaling * b).T  # (..., o); scale the small matrix
+        return result + update.to(result.dtype)
 
     @torch.no_grad()
     def merge(self) -> None:
