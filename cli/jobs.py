@@ -1,9 +1,208 @@
-"""Placeholder: commands are added by the issue that owns this module."""
+"""Job verbs: ``zoo submit`` and ``zoo jobs ls|show|logs|cancel|wait``.
+
+Thin commands over ``zoo.jobspec`` and ``zoo.workers``; Ray and torch are imported only by the
+verbs that run jobs. A bad spec exits 2 with one line naming the field path, before anything
+is written.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from typing import Any
 
 import click
 
 
+def _settings(address: str | None = None) -> Any:
+    from zoo.settings import resolve_settings
+
+    return resolve_settings(ray_address=address)
+
+
+def _catalog(settings: Any) -> Any:
+    from zoo.storage.db import open_catalog
+
+    return open_catalog(settings.catalog_url)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def _fail_unless_all_succeeded(states: dict[str, str]) -> None:
+    from zoo.errors import JobError
+
+    bad = {j: s for j, s in states.items() if s != "SUCCEEDED"}
+    if bad:
+        first = next(iter(bad))
+        raise JobError(f"{len(bad)} of {len(states)} job(s) did not succeed "
+                       f"(e.g. {first} {bad[first]}; see `zoo jobs show {first}`)")
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec field (YAML-typed), e.g. --set train.lr=1e-3.")
+@click.option("--dry-run", is_flag=True, help="Validate and show the jobs; submit nothing.")
+@click.option("--wait/--no-wait", default=None,
+              help="Wait for the jobs to finish (always in embedded mode).")
+@click.option("--address", metavar="ADDR", default=None,
+              help="Ray job server (http://head:8265); default RAY_ADDRESS, else embedded.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def submit(spec: str, overrides: tuple[str, ...], dry_run: bool, wait: bool | None,
+           address: str | None, as_json: bool) -> None:
+    """Submit the job(s) of a YAML SPEC (a sweep becomes many jobs)."""
+    from zoo.jobspec import load_specs
+
+    specs = load_specs(spec, overrides=overrides)
+    if dry_run:
+        rows = [{"name": s.display_name, "base_model": s.base_model, "task": s.task,
+                 "ray_options": s.resources.ray_options(), "retries": s.retries,
+                 "spec": s.to_dict()} for s in specs]
+        if as_json:
+            _echo_json(rows)
+        else:
+            for row in rows:
+                click.echo(f"{row['name']}  {row['task']}  {row['ray_options']}")
+            click.echo(f"{len(rows)} job(s) valid; nothing submitted (--dry-run)")
+        return
+    from zoo.workers.submit import submit as submit_jobs
+
+    settings = _settings(address)
+    cluster = bool(settings.ray_address)
+    say = (lambda m: click.echo(m, err=True)) if not as_json else None
+    if not cluster and not as_json:
+        click.echo(f"submitting {len(specs)} job(s) to a local Ray (embedded mode)", err=True)
+    result = submit_jobs(specs, catalog_url=settings.catalog_url, store_url=settings.store_url,
+                         address=settings.ray_address, wait=True if not cluster else bool(wait),
+                         progress=not as_json and sys.stderr.isatty(), echo=say)
+    if cluster and not as_json:
+        click.echo(f"submitted {len(result.job_ids)} job(s) to {settings.ray_address} as Ray "
+                   f"job {result.submission_id}", err=True)
+    if as_json:
+        _echo_json({"mode": result.mode, "sweep_id": result.sweep_id,
+                    "submission_id": result.submission_id, "job_ids": result.job_ids,
+                    "states": result.states})
+    else:
+        for job_id in result.job_ids:
+            state = result.states.get(job_id)
+            click.echo(f"{job_id}  {state}" if state else job_id)
+    if result.states:
+        _fail_unless_all_succeeded(result.states)
+
+
+@click.group()
+def jobs() -> None:
+    """List, inspect, follow, cancel and wait for training jobs."""
+
+
+def _job_cells(v: Any) -> list[str]:
+    when = (v.submitted_at.isoformat()[:19].replace("T", " ") if v.submitted_at else "")
+    err = (v.error or "")[:80]
+    return [v.id, v.name, v.state, f"{v.attempt}/{v.max_retries + 1}", v.node or "",
+            v.adapter_id or "", when, err]
+
+
+@jobs.command("ls")
+@click.option("--state", type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED",
+                                            "CANCELLED"], case_sensitive=False))
+@click.option("--sweep", "sweep_id", metavar="ID", help="Only jobs of one submission.")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ls(state: str | None, sweep_id: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    from zoo.workers import jobs as job_api
+
+    with _catalog(_settings()) as catalog:
+        job_api.reap_stale(catalog)
+        views = job_api.list_jobs(catalog, state=state, sweep_id=sweep_id, limit=limit)
+    if as_json:
+        _echo_json([v.to_json() for v in views])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "NAME", "STATE", "ATTEMPT", "NODE", "ADAPTER", "SUBMITTED", "ERROR"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("ID", "STATE", "SUBMITTED"))
+    for v in views:
+        table.add_row(*_job_cells(v))
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, width=240)
+    console.print(table)
+    if not views:
+        click.echo("no jobs", err=True)
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(job_id: str, as_json: bool) -> None:
+    """Everything about one job (id or unique id prefix)."""
+    from zoo.workers import jobs as job_api
+
+    with _catalog(_settings()) as catalog:
+        view = job_api.get_job(catalog, job_id)
+    data = view.to_json()
+    if as_json:
+        _echo_json(data)
+        return
+    spec = data.pop("spec")
+    for key, value in data.items():
+        if value is not None:
+            click.echo(f"{key:15} {value}")
+    click.echo("spec:")
+    click.echo(json.dumps(spec, indent=2, default=str))
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends.")
+def logs(job_id: str, follow: bool) -> None:
+    """Print a job's log (uploaded to the store by its worker as it runs)."""
+    from zoo.workers.control import stream_log
+
+    settings = _settings()
+    with _catalog(settings) as catalog:
+        stream_log(catalog, settings.store_url, job_id,
+                   lambda text: click.echo(text, nl=False), follow=follow)
+
+
+@jobs.command()
+@click.argument("job_ids", nargs=-1, required=True)
+def cancel(job_ids: tuple[str, ...]) -> None:
+    """Cancel jobs: recorded CANCELLED, their training processes killed."""
+    from zoo.workers.control import cancel_jobs
+
+    with _catalog(_settings()) as catalog:
+        outcomes = cancel_jobs(catalog, job_ids)
+    for job_id, outcome in outcomes.items():
+        click.echo(f"{job_id}  {outcome}")
+
+
+@jobs.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def wait(job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None:
+    """Wait until the jobs end; exit non-zero unless all succeeded."""
+    from zoo.workers import jobs as job_api
+    from zoo.workers.submit import wait_jobs
+
+    with _catalog(_settings()) as catalog:
+        ids = [job_api.get_job(catalog, j).id for j in job_ids]
+        states = wait_jobs(catalog, ids, timeout=timeout)
+    if as_json:
+        _echo_json(states)
+    else:
+        for job_id, state in states.items():
+            click.echo(f"{job_id}  {state}")
+    _fail_unless_all_succeeded(states)
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to the ``zoo`` group."""
+    group.add_command(submit)
+    group.add_command(jobs)

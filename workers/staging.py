@@ -24,10 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoo.storage.blobstore import BlobStore, open_store, sha256_file
-
 from zoo.errors import ConfigError, IntegrityError
 from zoo.jobspec import JobSpec
+from zoo.storage.blobstore import BlobStore, open_store, sha256_file
 
 BLOB_SCHEME = "zoo-blob:sha256:"
 MODEL_SCHEME = "zoo-model:sha256:"

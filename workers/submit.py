@@ -22,10 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.workers import jobs, staging
-
 from zoo.errors import ConfigError
 from zoo.jobspec import JobSpec
+from zoo.workers import jobs, staging
 
 Echo = Callable[[str], None]
 
@@ -145,6 +144,7 @@ def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_ur
     or a task is cancelled, the job row is finalised here. Returns job id → final state.
     """
     import ray
+
     from zoo.workers.tasks import ray_options, remote_train_task
 
     task = remote_train_task()

@@ -32,10 +32,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from zoo.workers import jobs, staging
-
 from zoo.errors import ZooError
 from zoo.jobspec import JobSpec
+from zoo.workers import jobs, staging
 
 HEARTBEAT_S = float(os.environ.get("ZOO_HEARTBEAT_S", "5"))
 MODEL_CACHE_SIZE = int(os.environ.get("ZOO_MODEL_CACHE_SIZE", "1"))
@@ -267,11 +266,10 @@ def _result(view: jobs.JobView) -> dict[str, Any]:
 
 def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str,
                        attempt: int, view: jobs.JobView, log: JobLog) -> str:
-    from zoo.storage.blobstore import open_store
-    from zoo.storage.publish import publish
-
     import zoo
     from zoo.data import fingerprint, load_seq_cls
+    from zoo.storage.blobstore import open_store
+    from zoo.storage.publish import publish
     from zoo.train import TrainOptions, train_adapter
 
     spec: JobSpec = view.job_spec()

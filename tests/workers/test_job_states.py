@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from zoo.workers import jobs
 
 from tests.workers.conftest import write_tiny_job
 from zoo.errors import JobError, NotFoundError
 from zoo.jobspec import load_specs
+from zoo.workers import jobs
 
 
 @pytest.fixture

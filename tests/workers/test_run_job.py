@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from zoo.workers import jobs, staging, tasks
 
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
+from zoo.workers import jobs, staging, tasks
 
 
 @pytest.fixture

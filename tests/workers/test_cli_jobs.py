@@ -1,0 +1,108 @@
+"""`zoo submit` and `zoo jobs …` through the CLI: bad specs write nothing; embedded runs work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from tests.workers.conftest import write_tiny_job
+from zoo.cli.main import cli
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def initialised(zoo_home, runner) -> str:
+    result = runner.invoke(cli, ["init"])
+    assert result.exit_code == 0, result.output
+    return zoo_home
+
+
+def job_rows(home: str) -> int:
+    engine = sa.create_engine(f"sqlite:///{home}/catalog.db")
+    with engine.connect() as conn:
+        count = conn.execute(sa.text("select count(*) from jobs")).scalar()
+    engine.dispose()
+    return count
+
+
+BAD = [
+    (("retries: 1", "retries: 1\nepochs: 3"), "epochs: unknown field"),
+    (("lr: 1.0e-3", "lr: fast"), "train.lr: expected a number, got 'fast'"),
+    (("r: 4,", "r: 0,"), "prolora.r: must be a positive integer (got 0)"),
+    (("retries: 1", "retries: 1\nsweep: {prolora.rank: [1, 2]}"),
+     "sweep: unknown key 'prolora.rank'"),
+    (("task: causal-lm", "task: [causal-lm"), "malformed YAML"),
+    (("data: {train: train.jsonl", "data: {train: nope.jsonl"), "data.train: data file not found"),
+    (("base_model: ", "base_model: ./missing-model #"), "base_model: model directory not found"),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), BAD)
+def test_bad_spec_exits_2_with_one_line_and_writes_nothing(tmp_path, initialised, runner,
+                                                           tiny_model_dir, edit, expected):
+    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir)
+    text = path.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    result = runner.invoke(cli, ["submit", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo: error: "), result.stderr
+    assert expected in lines[0]
+    if "YAML" not in expected:
+        assert lines[0][len("zoo: error: "):].startswith(expected.split(":")[0] + ":")
+    assert job_rows(initialised) == 0
+
+
+def test_bad_override_exits_2(tmp_path, initialised, runner, tiny_model_dir):
+    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir)
+    result = runner.invoke(cli, ["submit", str(path), "--set", "prolora.r=-1"])
+    assert result.exit_code == 2
+    assert "prolora.r: must be a positive integer (got -1)" in result.stderr
+    assert job_rows(initialised) == 0
+
+
+def test_dry_run_shows_the_sweep_and_writes_nothing(tmp_path, initialised, runner,
+                                                    tiny_model_dir):
+    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir)
+    result = runner.invoke(cli, ["submit", str(path), "--dry-run", "--json",
+                                 "--set", "sweep.prolora.r=[2, 4]", "--set", "resources.gpus=0.5"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["spec"]["prolora"]["r"] for r in rows] == [2, 4]
+    assert rows[0]["ray_options"] == {"num_gpus": 0.5, "num_cpus": 1.0}
+    assert job_rows(initialised) == 0
+
+
+def test_embedded_submit_ls_show_logs_wait(tmp_path, initialised, runner, tiny_model_dir,
+                                           ray_local):
+    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir, steps=2,
+                          extra="alias: tiny@latest\n")
+    result = runner.invoke(cli, ["submit", str(path), "--json",
+                                 "--set", "sweep.train.seed=[0, 1]"])
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    out = json.loads(result.stdout)
+    assert out["mode"] == "embedded" and len(out["job_ids"]) == 2
+    assert set(out["states"].values()) == {"SUCCEEDED"}
+
+    listed = json.loads(runner.invoke(cli, ["jobs", "ls", "--json"]).stdout)
+    assert {j["id"] for j in listed} == set(out["job_ids"])
+    assert all(j["adapter_id"] and j["attempt"] == 1 for j in listed)
+    job_id = out["job_ids"][0]
+    shown = json.loads(runner.invoke(cli, ["jobs", "show", job_id[:12], "--json"]).stdout)
+    assert shown["id"] == job_id and shown["state"] == "SUCCEEDED" and shown["node"]
+    log = runner.invoke(cli, ["jobs", "logs", job_id, "--follow"])
+    assert log.exit_code == 0 and "step 2/2" in log.stdout and "published adapter" in log.stdout
+    waited = runner.invoke(cli, ["jobs", "wait", *out["job_ids"]])
+    assert waited.exit_code == 0 and waited.stdout.count("SUCCEEDED") == 2
+    adapters = json.loads(runner.invoke(cli, ["ls", "tag:test", "--json"]).stdout)
+    assert {a["id"] for a in adapters} == {j["adapter_id"] for j in listed}
+    assert runner.invoke(cli, ["jobs", "cancel", job_id]).stdout.strip().endswith(
+        "already SUCCEEDED")

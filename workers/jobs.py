@@ -1,0 +1,278 @@
+"""Job state in the catalog: one guarded UPDATE per transition, never past a terminal state.
+
+    PENDING ──► RUNNING ──► SUCCEEDED        (only inside the publish transaction)
+       │           │ ▲  └──► FAILED           (error text = the reason)
+       │           └─┘ retry: attempt + 1     (Ray re-ran the task after the worker died)
+       └───────────┴──────► CANCELLED
+
+Every write is ``UPDATE jobs SET … WHERE id = :id AND state IN (allowed sources)`` so two
+writers racing (a worker finishing while a user cancels, a driver marking FAILED while a retry
+starts) cannot overwrite each other: the loser's UPDATE matches no row and it learns the state
+from the return value. No Ray here: these are plain catalog functions (``workers/`` only
+because job lifecycle is the Ray issue's).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from zoo.errors import JobError, NotFoundError
+from zoo.jobspec import JobSpec
+from zoo.storage.models import Job, new_id
+
+PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+ACTIVE = (PENDING, RUNNING)
+STALE_AFTER_S = float(os.environ.get("ZOO_JOB_STALE_S", "120"))
+MAX_ERROR_CHARS = 4000
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job row as plain data (what ``zoo jobs ls/show --json`` print)."""
+
+    id: str
+    sweep_id: str | None
+    name: str
+    state: str
+    attempt: int
+    max_retries: int
+    node: str | None
+    worker_pid: int | None
+    ray_ref: str | None
+    submitted_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    error: str | None
+    log_uri: str | None
+    checkpoint_uri: str | None
+    adapter_id: str | None
+    spec: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: Job) -> JobView:
+        import json
+
+        return cls(
+            id=row.id, sweep_id=row.sweep_id, name=row.name, state=row.state,
+            attempt=row.attempt, max_retries=row.max_retries, node=row.node,
+            worker_pid=row.worker_pid, ray_ref=row.ray_ref, submitted_at=row.submitted_at,
+            started_at=row.started_at, finished_at=row.finished_at,
+            heartbeat_at=row.heartbeat_at, error=row.error, log_uri=row.log_uri,
+            checkpoint_uri=row.checkpoint_uri, adapter_id=row.adapter_id,
+            spec=json.loads(row.spec),
+        )
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for key, value in out.items():
+            if isinstance(value, datetime):
+                out[key] = value.isoformat()
+        return out
+
+    def job_spec(self) -> JobSpec:
+        return JobSpec.from_dict(self.spec)
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(str(text).split())
+    return line[:MAX_ERROR_CHARS]
+
+
+def _update(catalog: Any, job_id: str, sources: Sequence[str], values: dict[str, Any],
+            *, extra: Any = None) -> bool:
+    """Guarded UPDATE; True when this call moved the row."""
+    cond = sa.and_(Job.id == job_id, Job.state.in_(tuple(sources)))
+    if extra is not None:
+        cond = sa.and_(cond, extra)
+
+    def run(session: Any) -> bool:
+        result = session.execute(sa.update(Job).where(cond).values(**values))
+        return result.rowcount == 1
+
+    return bool(catalog.run(run))
+
+
+# ---------------------------------------------------------------- creation / reads ----------
+
+
+def create_jobs(catalog: Any, specs: Sequence[JobSpec], *, sweep_id: str | None = None,
+                ) -> list[str]:
+    """Insert one PENDING row per spec, all in ONE transaction; returns the job ids."""
+    if not specs:
+        raise JobError("no jobs to create")
+    sweep_id = sweep_id or (new_id() if len(specs) > 1 else None)
+    ids = [new_id() for _ in specs]
+
+    def run(session: Any) -> None:
+        session.execute(sa.insert(Job), [
+            {"id": job_id, "sweep_id": sweep_id, "name": spec.display_name[:200],
+             "spec": spec.to_json(), "state": PENDING, "attempt": 0,
+             "max_retries": spec.retries, "submitted_at": utcnow()}
+            for job_id, spec in zip(ids, specs, strict=True)
+        ])
+
+    catalog.run(run)
+    return ids
+
+
+def get_job(catalog: Any, job_id: str) -> JobView:
+    """One job by id or unique id prefix (NotFoundError otherwise)."""
+    def run(session: Any) -> JobView:
+        row = session.get(Job, job_id)
+        if row is None and 4 <= len(job_id) < 26:
+            rows = session.scalars(sa.select(Job).where(Job.id.startswith(job_id)).limit(2)).all()
+            if len(rows) == 1:
+                row = rows[0]
+            elif len(rows) > 1:
+                from zoo.errors import AmbiguousRefError
+
+                raise AmbiguousRefError(f"job id prefix {job_id!r} matches several jobs")
+        if row is None:
+            raise NotFoundError(f"no job with id {job_id!r}")
+        return JobView.of(row)
+
+    return catalog.run(run, readonly=True)
+
+
+def list_jobs(catalog: Any, *, state: str | None = None, sweep_id: str | None = None,
+              ids: Iterable[str] | None = None, limit: int | None = None) -> list[JobView]:
+    """Jobs, newest first, optionally by state / sweep / ids."""
+    query = sa.select(Job).order_by(Job.id.desc())
+    if state:
+        query = query.where(Job.state == state.upper())
+    if sweep_id:
+        query = query.where(Job.sweep_id == sweep_id)
+    if ids is not None:
+        query = query.where(Job.id.in_(list(ids)))
+    if limit:
+        query = query.limit(limit)
+    return catalog.run(lambda s: [JobView.of(r) for r in s.scalars(query)], readonly=True)
+
+
+def set_ray_ref(catalog: Any, job_id: str, ref: str) -> None:
+    """Remember how to find the job in Ray (task ref hex or submission id); informative only."""
+    _update(catalog, job_id, ACTIVE, {"ray_ref": ref[:256]})
+
+
+# ---------------------------------------------------------------- transitions ---------------
+
+
+def mark_running(catalog: Any, job_id: str, *, node: str | None = None,
+                 pid: int | None = None) -> int | None:
+    """Start (or restart) an attempt; returns its number, or None if the job is terminal.
+
+    A job found RUNNING is a retry after the previous worker died: the attempt counter moves
+    on and the checkpoint stays, so the new attempt resumes from it.
+    """
+    def run(session: Any) -> int | None:
+        row = session.execute(
+            sa.select(Job.state, Job.attempt).where(Job.id == job_id).with_for_update()
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no job with id {job_id!r}")
+        if row.state not in ACTIVE:
+            return None
+        now = utcnow()
+        session.execute(sa.update(Job).where(Job.id == job_id, Job.state.in_(ACTIVE)).values(
+            state=RUNNING, attempt=row.attempt + 1, node=node or socket.gethostname(),
+            worker_pid=pid if pid is not None else os.getpid(), heartbeat_at=now,
+            started_at=sa.func.coalesce(Job.started_at, now)))
+        return row.attempt + 1
+
+    return catalog.run(run)
+
+
+def heartbeat(catalog: Any, job_id: str, attempt: int, *, log_uri: str | None = None) -> str:
+    """Refresh the heartbeat of THIS attempt; returns the job's state (RUNNING unless stopped).
+
+    A worker whose attempt is no longer current (cancelled, or superseded) learns it here.
+    """
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if log_uri is not None:
+        values["log_uri"] = log_uri
+    if _update(catalog, job_id, (RUNNING,), values, extra=Job.attempt == attempt):
+        return RUNNING
+    return get_job(catalog, job_id).state
+
+
+def set_checkpoint(catalog: Any, job_id: str, attempt: int, uri: str) -> bool:
+    """Record the latest checkpoint of this attempt (only while it is current and RUNNING)."""
+    return _update(catalog, job_id, (RUNNING,), {"checkpoint_uri": uri, "heartbeat_at": utcnow()},
+                   extra=Job.attempt == attempt)
+
+
+def set_log_uri(catalog: Any, job_id: str, uri: str) -> None:
+    """Point at the latest uploaded log (allowed in any state: the final log lands after)."""
+    _update(catalog, job_id, (*ACTIVE, *TERMINAL), {"log_uri": uri})
+
+
+def succeed_in_session(session: Any, job_id: str, attempt: int, adapter_id: str) -> None:
+    """Mark SUCCEEDED inside the publish transaction; raise (rolling it back) if not current."""
+    result = session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.state == RUNNING, Job.attempt == attempt)
+        .values(state=SUCCEEDED, adapter_id=adapter_id, finished_at=utcnow(), error=None,
+                checkpoint_uri=None))
+    if result.rowcount != 1:
+        state = session.execute(sa.select(Job.state).where(Job.id == job_id)).scalar()
+        raise JobError(f"job {job_id} is {state}, not running attempt {attempt}; "
+                       "its adapter is not published")
+
+
+def mark_failed(catalog: Any, job_id: str, reason: str, *, attempt: int | None = None) -> bool:
+    """FAILED with the reason, unless the job already reached a terminal state."""
+    extra = Job.attempt == attempt if attempt is not None else None
+    return _update(catalog, job_id, ACTIVE,
+                   {"state": FAILED, "error": _one_line(reason), "finished_at": utcnow()},
+                   extra=extra)
+
+
+def mark_cancelled(catalog: Any, job_id: str, reason: str = "cancelled by user") -> bool:
+    """CANCELLED unless already terminal; True if this call cancelled it."""
+    return _update(catalog, job_id, ACTIVE,
+                   {"state": CANCELLED, "error": _one_line(reason), "finished_at": utcnow()})
+
+
+def reap_stale(catalog: Any, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
+    """RUNNING jobs whose heartbeat stopped (worker and driver both gone) → FAILED.
+
+    Ray retries a task whose worker died while its driver lives; this catches the rest (the
+    driver died too, the node vanished), so no job stays RUNNING forever.
+    """
+    cutoff = utcnow() - timedelta(seconds=stale_after_s)
+    stale = catalog.run(lambda s: list(s.scalars(
+        sa.select(Job.id).where(Job.state == RUNNING, Job.heartbeat_at < cutoff))),
+        readonly=True)
+    reaped = []
+    for job_id in stale:
+        reason = f"worker lost: no heartbeat for more than {stale_after_s:.0f} s"
+        if _update(catalog, job_id, (RUNNING,),
+                   {"state": FAILED, "error": reason, "finished_at": utcnow()},
+                   extra=Job.heartbeat_at < cutoff):
+            reaped.append(job_id)
+    return reaped
+
+
+__all__ = [
+    "ACTIVE", "CANCELLED", "FAILED", "JobView", "PENDING", "RUNNING", "SUCCEEDED", "TERMINAL",
+    "create_jobs", "get_job", "heartbeat", "list_jobs", "mark_cancelled", "mark_failed",
+    "mark_running", "reap_stale", "set_checkpoint", "set_log_uri", "set_ray_ref",
+    "succeed_in_session",
+]
