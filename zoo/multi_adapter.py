@@ -38,7 +38,14 @@ import torch
 from torch import nn
 
 from zoo.errors import ConfigError
-from zoo.prolora import expand_a, expand_b, shared_row_index
+from zoo.prolora import expand_a, expand_b
+
+try:  # the index tables expand_a/expand_b take (flat gather tables in the current core)
+    from zoo.prolora import flat_gather_index_a as _table_a
+    from zoo.prolora import flat_gather_index_b as _table_b
+except ImportError:  # pragma: no cover - earlier core: 2-D row tables
+    from zoo.prolora import shared_row_index as _table_a
+    from zoo.prolora import shared_row_index as _table_b
 
 if TYPE_CHECKING:
     from zoo.adapter import Adapter
@@ -167,9 +174,9 @@ def _row_slots(routing: Routing, device: torch.device) -> torch.Tensor:
     return torch.tensor(slots, dtype=torch.long, device=device)
 
 
-@lru_cache(maxsize=512)
-def _index(rows: int, width: int, chunk: int, stride: int, rotation: bool) -> torch.Tensor:
-    return shared_row_index(rows, width, chunk, stride, rotation)
+@lru_cache(maxsize=1024)
+def _index(part: str, rows: int, width: int, chunk: int, stride: int, rotation: bool) -> torch.Tensor:
+    return (_table_a if part == "a" else _table_b)(rows, width, chunk, stride, rotation)
 
 
 def expand_module(adapter: Adapter, path: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,8 +186,8 @@ def expand_module(adapter: Adapter, path: str) -> tuple[torch.Tensor, torch.Tens
     a_sh, b_sh = t.get(f"{path}.A_shared"), t.get(f"{path}.B_shared")
     idx_a = idx_b = None
     if a_sh is not None and b_sh is not None:
-        idx_a = _index(a_sh.shape[0], h, a_sh.shape[1], c["stride_a"], c["rotation"])
-        idx_b = _index(b_sh.shape[1], o, b_sh.shape[0], c["stride_b"], c["rotation"])
+        idx_a = _index("a", a_sh.shape[0], h, a_sh.shape[1], c["stride_a"], c["rotation"])
+        idx_b = _index("b", b_sh.shape[1], o, b_sh.shape[0], c["stride_b"], c["rotation"])
     a = expand_a(a_sh, t.get(f"{path}.A_unshared"), in_features=h, share=c["share_a"],
                  stride=c["stride_a"], rotation=c["rotation"], index=idx_a)
     b = expand_b(b_sh, t.get(f"{path}.B_unshared"), out_features=o, share=c["share_b"],
