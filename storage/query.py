@@ -22,10 +22,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, tuple_
 from sqlalchemy.orm import aliased
-from zoo.storage.models import Adapter, BaseModel, EvalResult, TagRow
-from zoo.storage.refs import parse_tag
 
 from zoo.errors import InvalidNameError, QuerySyntaxError
+from zoo.storage.models import Adapter, BaseModel, EvalResult, TagRow
+from zoo.storage.refs import parse_tag
 
 OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
 _TERM = re.compile(r"^(?P<field>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<op>!=|<=|>=|=|<|>|~)(?P<value>.*)$",
@@ -127,6 +127,8 @@ def _parse_value(term: Term, field: str, kind: str, text: str, op: str) -> Any:
                 raise ValueError
             return value
         if kind == "bool":
+            if op not in ("=", "!="):
+                raise _fail(term, f"{field} is true or false: use = or !=")
             lowered = text.lower()
             if lowered in ("true", "1", "yes"):
                 return True
@@ -159,8 +161,11 @@ def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
             "=": and_(column >= day, column < nxt), "!=": or_(column < day, column >= nxt),
             "<": column < day, "<=": column < nxt, ">": column >= nxt, ">=": column >= day,
         }[op]
-    return {"=": column == value, "!=": column != value, "<": column < value,
-            "<=": column <= value, ">": column > value, ">=": column >= value}[op]
+    import operator
+
+    fn = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+          ">": operator.gt, ">=": operator.ge}[op]
+    return fn(column, value)
 
 
 def _metric_parts(term: Term | None, field: str) -> tuple[str | None, str]:
@@ -290,12 +295,10 @@ def order_by(sort: Sort) -> list[Any]:
 def after_condition(sort: Sort, value: Any, last_id: str) -> ColumnElement[bool]:
     """Keyset: rows strictly after (value, last_id) in ``order_by(sort)`` order."""
     e, ident = sort.expr, Adapter.id
-    if sort.descending:
-        beyond, tie = e < value, ident < last_id
-    else:
-        beyond, tie = e > value, ident > last_id
+    tie = ident < last_id if sort.descending else ident > last_id
     if value is None:  # already in the NULL tail
         return and_(e.is_(None), tie)
+    beyond = e < value if sort.descending else e > value
     if not sort.nullable:  # a row-value comparison walks the (key, id) index directly
         pair, bound = tuple_(e, ident), tuple_(value, last_id)
         return pair < bound if sort.descending else pair > bound
