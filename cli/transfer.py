@@ -31,10 +31,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @contextmanager
 def opened(catalog_url: str | None, store_url: str | None, *, workers: int = 8) -> Iterator[Any]:
     """(catalog, store) from flags > environment > config file > defaults."""
+    from zoo.settings import resolve_settings
     from zoo.storage.blobstore import open_store
     from zoo.storage.db import open_catalog
-
-    from zoo.settings import resolve_settings
 
     settings = resolve_settings(catalog_url=catalog_url, store_url=store_url)
     catalog = open_catalog(settings.catalog_url)
@@ -125,9 +124,8 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[int, int, int], None] | No
 def fsck(ctx: click.Context, verify: bool, workers: int, as_json: bool,
          catalog_url: str | None, store_url: str | None) -> None:
     """Check the store against the catalog: orphans, missing blobs, size/digest mismatches."""
-    from zoo.storage.fsck import fsck as run_fsck
-
     from zoo.errors import IntegrityError
+    from zoo.storage.fsck import fsck as run_fsck
 
     with opened(catalog_url, store_url, workers=workers) as (catalog, store):
         report = run_fsck(catalog, store, verify=verify, workers=workers)

@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from zoo.storage.blobstore import BlobInfo, BlobStore
-from zoo.storage.transfer import ProgressFn, run_parallel
 
 from zoo.errors import ConfigError, NotFoundError
+from zoo.storage.blobstore import BlobInfo, BlobStore
+from zoo.storage.transfer import ProgressFn, run_parallel
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

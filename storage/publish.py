@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.storage.blobstore import BlobStore, sha256_file
-
 from zoo.adapter_meta import read_adapter_header
 from zoo.errors import IntegrityError
+from zoo.storage.blobstore import BlobStore, sha256_file
 
 CRASH_ENV = "ZOO_CRASH_AT"
 CRASH_POINTS = ("before-upload", "after-upload", "in-transaction")
@@ -124,6 +123,7 @@ def _publish_file(catalog: Any, store: BlobStore, path: Path, *, name: str, tags
 
 def _published_by_job(catalog: Any, job_id: str) -> dict[str, Any] | None:
     from sqlalchemy import select
+
     from zoo.storage.catalog import adapter_to_dict, resolve_ref
     from zoo.storage.models import Adapter
 

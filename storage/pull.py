@@ -29,10 +29,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import ConfigError, IntegrityError, NotFoundError
 from zoo.storage.blobstore import BlobStore, sha256_file
 from zoo.storage.transfer import ProgressFn, run_parallel
-
-from zoo.errors import ConfigError, IntegrityError, NotFoundError
 
 FORMATS = ("native", "peft", "merged")
 MARKER = ".zoo-adapter.json"

@@ -23,9 +23,9 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from zoo.storage.blobstore import BLOB_DIR, CHUNK, BlobInfo, blob_key, digest_from_key, sha256_file
 
 from zoo.errors import NotFoundError, StoreError
+from zoo.storage.blobstore import BLOB_DIR, CHUNK, BlobInfo, blob_key, digest_from_key, sha256_file
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNKSIZE = 16 * 1024 * 1024

@@ -102,6 +102,7 @@ class Backend:
     def counts(self) -> dict[str, int]:
         """Row count of every catalog table: "the catalog is unchanged" compares these."""
         from sqlalchemy import func, select
+
         from zoo.storage.models import Base
 
         with self.catalog.transaction(readonly=True) as session:
@@ -111,6 +112,7 @@ class Backend:
     def adapter_rows(self) -> list[tuple[str, str, str]]:
         """(id, name, digest) of every adapter row."""
         from sqlalchemy import select
+
         from zoo.storage.models import Adapter
 
         with self.catalog.transaction(readonly=True) as session:

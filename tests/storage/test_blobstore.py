@@ -9,6 +9,8 @@ import time
 import blob_fixtures as bf
 import pytest
 from blob_fixtures import make_adapter_bytes
+
+from zoo.errors import ConfigError, NotFoundError
 from zoo.storage.blobstore import (
     BlobStore,
     LocalBlobStore,
@@ -16,8 +18,6 @@ from zoo.storage.blobstore import (
     digest_from_key,
     open_store,
 )
-
-from zoo.errors import ConfigError, NotFoundError
 
 # shared fixtures (tests/storage/blob_fixtures.py)
 s3_env = bf.s3_env

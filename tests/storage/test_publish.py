@@ -6,9 +6,9 @@ from __future__ import annotations
 import blob_fixtures as bf
 import pytest
 from blob_fixtures import sha256_path, write_adapter
-from zoo.storage.publish import publish
 
 from zoo.errors import AdapterFormatError, ConfigError, ZooError
+from zoo.storage.publish import publish
 
 # shared fixtures (tests/storage/blob_fixtures.py)
 backend = bf.backend
@@ -51,6 +51,7 @@ def test_same_job_id_publishes_once(backend, tmp_path):
 
 def test_on_commit_runs_inside_the_transaction(sqlite_backend, tmp_path):
     from sqlalchemy import select
+
     from zoo.storage.models import Adapter
 
     path, digest = write_adapter(tmp_path / "a.safetensors", seed=5)

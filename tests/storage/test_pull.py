@@ -10,10 +10,10 @@ from pathlib import Path
 import blob_fixtures as bf
 import pytest
 from blob_fixtures import sha256_path, write_adapter
-from zoo.storage.publish import publish
-from zoo.storage.pull import pull
 
 from zoo.errors import ConfigError, IntegrityError, NotFoundError
+from zoo.storage.publish import publish
+from zoo.storage.pull import pull
 
 # shared fixtures (tests/storage/blob_fixtures.py)
 backend = bf.backend
