@@ -1,0 +1,66 @@
+"""Alembic migrations: one head, models == migrations, refusal of unknown/newer schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from zoo.errors import SchemaVersionError
+from zoo.storage import schema
+from zoo.storage.db import init_catalog, open_catalog
+
+
+def test_single_head_matches_code():
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(schema.alembic_config())
+    assert script.get_heads() == [schema.HEAD_REVISION]
+    assert [r.revision for r in script.walk_revisions()][::-1] == list(schema.KNOWN_REVISIONS)
+
+
+def test_autogenerate_finds_no_diff(catalog_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from zoo.storage.models import Base
+
+    init_catalog(catalog_url)
+    engine = sa.create_engine(catalog_url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "render_as_batch": True})
+            assert compare_metadata(ctx, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_uninitialised_catalog_is_refused(catalog_url, tmp_path):
+    with pytest.raises(SchemaVersionError, match="not initialised; run `zoo init`"):
+        open_catalog(catalog_url)
+    if catalog_url.startswith("sqlite"):
+        assert not (tmp_path / "catalog.db").exists()  # refusing created nothing
+
+
+def test_init_is_idempotent_and_refuses_newer_schema(catalog_url):
+    assert init_catalog(catalog_url) == (None, schema.HEAD_REVISION)
+    assert init_catalog(catalog_url) == (schema.HEAD_REVISION, schema.HEAD_REVISION)
+    open_catalog(catalog_url).close()
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
+    engine.dispose()
+    with pytest.raises(SchemaVersionError, match="newer zoo"):
+        open_catalog(catalog_url)
+    with pytest.raises(SchemaVersionError, match="newer zoo"):
+        init_catalog(catalog_url)
+
+
+def test_migration_scripts_are_packaged_and_clean():
+    root = Path(schema.MIGRATIONS_DIR)
+    assert (root / "env.py").is_file() and (root / "script.py.mako").is_file()
+    storage = root.parent
+    for path in storage.rglob("*.py"):
+        assert "create_all(" not in path.read_text(encoding="utf-8"), path
