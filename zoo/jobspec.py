@@ -336,7 +336,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
                 out["sweep"][key[len("sweep."):]] = value
             continue
         is_custom = key.startswith("resources.custom.") and key.count(".") == 2
-        if not is_custom and (_kind_of(key) is None or isinstance(_kind_of(key), Mapping)):
+        if not is_custom and _kind_of(key) is None:
             raise SpecError(f"{key}: unknown field (--set)")
         value = parse_yaml(text, f"--set {key}")
         _set_path(out, key, value)
