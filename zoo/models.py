@@ -106,6 +106,7 @@ def load_base(
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={n: i for i, n in enumerate(label_names)},
+            ignore_mismatched_sizes=True,  # a base with another head size gets a fresh head
         )
     if tokenizer is None:
         tokenizer = load_tokenizer(name)
