@@ -164,7 +164,10 @@ def extract(
     dtype: torch.dtype | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Adapter:
-    """The compact adapter (config + tensors) of an attached model, copied to CPU."""
+    """The compact adapter (config + tensors) of an attached model, COPIED to CPU.
+
+    Copies, never views: the adapter must not change when training goes on or on detach.
+    """
     from zoo.adapter import Adapter, dtype_name
 
     state = attachment(model)
@@ -179,10 +182,10 @@ def extract(
             p = getattr(layer, part)
             if p is not None:
                 stored_dtype = stored_dtype or p.dtype
-                tensors[f"{path}.{part}"] = p.detach().to("cpu", stored_dtype).contiguous()
+                tensors[f"{path}.{part}"] = p.detach().to("cpu", stored_dtype, copy=True)
     for path in state.saved_originals:
         for key, value in model.get_submodule(path).state_dict().items():
-            tensors[f"saved.{path}.{key}"] = value.detach().to("cpu").contiguous()
+            tensors[f"saved.{path}.{key}"] = value.detach().to("cpu", copy=True)
     if base_model is None:
         base_model = getattr(getattr(model, "config", None), "_name_or_path", "") or "unknown"
     config: dict[str, Any] = dict(extra or {})

@@ -178,3 +178,15 @@ def test_attach_twice_is_refused():
     model = zoo.attach(tiny_llama(), zoo.PRoLoRAConfig(target_modules=["q_proj"]))
     with pytest.raises(ConfigError, match="already attached"):
         zoo.attach(model, zoo.PRoLoRAConfig(target_modules=["v_proj"]))
+
+
+def test_extracted_adapter_is_a_snapshot(tokens):
+    """Extract copies: further training and detach (which restores the head) leave it intact."""
+    cfg = zoo.PRoLoRAConfig(r=4, target_modules=["query"], modules_to_save=("classifier",))
+    model = zoo.attach(tiny_bert_cls(), cfg)
+    randomize_adapter(model)
+    adapter = zoo.extract(model, base_model="b")
+    digest = adapter.to_bytes()
+    randomize_adapter(model, seed=9)
+    zoo.detach(model)
+    assert adapter.to_bytes() == digest
