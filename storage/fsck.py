@@ -123,7 +123,7 @@ def _catalog_rows(catalog: Any) -> tuple[dict[str, tuple[int, list[RowRef]]], se
     from zoo.storage.models import Adapter
 
     rows: dict[str, tuple[int, list[RowRef]]] = {}
-    with catalog.transaction() as session:
+    with catalog.transaction(readonly=True) as session:
         for digest, size, id_, name in session.execute(
             select(Adapter.digest, Adapter.size, Adapter.id, Adapter.name)
         ):

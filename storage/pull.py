@@ -45,7 +45,6 @@ class PullItem:
     name: str
     digest: str
     size: int
-    config: dict[str, Any]
 
     @property
     def stem(self) -> str:
@@ -85,19 +84,34 @@ class PullResult:
 
 def resolve_items(catalog: Any, refs: Sequence[str] = (), *, tag: str | None = None,
                   query: str | None = None) -> list[PullItem]:
-    """Resolve refs / a tag / a query to adapters (deduplicated, in catalog order)."""
-    from zoo.storage.catalog import resolve_many
+    """Resolve refs / a tag / a query to adapters (deduplicated; refs first, then by age).
 
-    if not refs and tag is None and query is None:
+    Same semantics as ``catalog.resolve_many`` (each ref must resolve; tag AND query), but it
+    selects only the four columns a pull needs: resolving 1,000 adapters is one light query
+    instead of loading tags, aliases and metrics for every row.
+    """
+    from sqlalchemy import select
+
+    from zoo.storage.catalog import resolve_ref
+    from zoo.storage.models import Adapter
+    from zoo.storage.query import compile_query
+    from zoo.storage.refs import parse_tag
+
+    if not refs and tag is None and not query:
         raise ConfigError("nothing to pull: give REF..., --tag or --query")
-    with catalog.transaction() as session:
-        rows = resolve_many(session, refs=tuple(refs), tag=tag, query=query)
-        items: dict[str, PullItem] = {}
-        for row in rows:
-            config = row.config if isinstance(row.config, dict) else json.loads(row.config)
-            items.setdefault(row.id, PullItem(row.id, row.name, row.digest, int(row.size), config))
+    items: dict[str, PullItem] = {}
+    with catalog.transaction(readonly=True) as session:
+        for ref in refs:
+            row = resolve_ref(session, ref, load=False)
+            items.setdefault(row.id, PullItem(row.id, row.name, row.digest, int(row.size)))
+        if tag is not None or query:
+            text = " ".join(p for p in (f"tag:{parse_tag(tag)}" if tag else "", query or "") if p)
+            stmt = (select(Adapter.id, Adapter.name, Adapter.digest, Adapter.size)
+                    .where(*compile_query(text)).order_by(Adapter.created_at, Adapter.id))
+            for id_, name, digest, size in session.execute(stmt):
+                items.setdefault(id_, PullItem(id_, name, digest, int(size)))
     if not items:
-        what = f"tag {tag!r}" if tag is not None else f"query {query!r}" if query else "refs"
+        what = f"tag {tag!r}" if tag is not None else f"query {query!r}"
         raise NotFoundError(f"no adapter matches {what}")
     return list(items.values())
 
