@@ -67,7 +67,7 @@ def cancel_jobs(catalog: Any, job_ids: Sequence[str], *, wait_s: float = 30.0,
             outcomes[view.id] = f"already {jobs.get_job(catalog, view.id).state}"
             continue
         outcomes[view.id] = "cancelled"
-        if view.state == jobs.RUNNING and view.worker_pid and view.node == here \
+        if view.state == jobs.RUNNING and view.worker_pid and (view.node or "").split(":")[0] == here \
                 and _is_ray_worker(view.worker_pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(view.worker_pid, signal.SIGKILL)

@@ -56,6 +56,19 @@ def _catalog(url: str) -> Any:
 # ---------------------------------------------------------------- device and model cache ----
 
 
+def node_label() -> str:
+    """``host:<ray node id prefix>``: which machine, and which Ray node on it, ran an attempt."""
+    host = socket.gethostname()
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return f"{host}:{ray.get_runtime_context().get_node_id()[:12]}"
+    except Exception:  # noqa: BLE001 - outside Ray the host alone
+        pass
+    return host
+
+
 def assigned_gpu_ids() -> list[str] | None:
     """GPU ids Ray gave this task ([] for a CPU task); None outside Ray."""
     try:
@@ -221,12 +234,12 @@ def run_job(job_id: str, catalog_url: str, store_url: str) -> dict[str, Any]:
     view = jobs.get_job(catalog, job_id)
     if view.terminal:
         return _result(view)
-    attempt = jobs.mark_running(catalog, job_id, node=socket.gethostname(), pid=os.getpid())
+    attempt = jobs.mark_running(catalog, job_id, node=node_label(), pid=os.getpid())
     if attempt is None:
         return _result(jobs.get_job(catalog, job_id))
     artifacts = staging.open_artifacts(store_url)
     log = JobLog(job_id, artifacts, view.log_uri)
-    log.write(f"attempt {attempt}/{view.max_retries + 1} started on {socket.gethostname()} "
+    log.write(f"attempt {attempt}/{view.max_retries + 1} started on {node_label()} "
               f"pid {os.getpid()}")
     beat = Heartbeat(catalog, job_id, attempt, log)
     beat.beat()

@@ -1,0 +1,82 @@
+"""Acceptance: a sweep through Ray's job submission API on a real two-node cluster, catalog on
+PostgreSQL, store on an S3 server, every adapter pulled from a third ZOO_HOME."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.workers.conftest import write_tiny_job
+from tests.workers.raycluster import start_cluster
+from zoo.cli.main import cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3_server,
+                                               s3_bucket, tiny_model_dir):
+    from zoo.storage.db import init_catalog
+
+    init_catalog(pg_url)
+    store_url = f"s3://{s3_bucket}/zoo"
+    submitter_home = tmp_path / "submitter"
+    submitter_home.mkdir()
+    monkeypatch.setenv("ZOO_HOME", str(submitter_home))
+    monkeypatch.setenv("ZOO_CATALOG_URL", pg_url)
+    monkeypatch.setenv("ZOO_STORE_URL", store_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    spec = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir, steps=2,
+                          extra="resources: {cpus: 1, custom: {zoo_worker: 1}}\n"
+                                "sweep: {prolora.r: [2, 4], train.seed: [0, 1, 2]}\n")
+    spec.write_text(spec.read_text().replace("resources: {cpus: 1}\n", "")
+                    .replace("tags: [test]", "tags: [multinode]"))
+
+    cluster = start_cluster({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                             "AWS_DEFAULT_REGION": "us-east-1"})
+    try:
+        runner = CliRunner()
+        result = runner.invoke(cli, ["submit", str(spec), "--address", cluster.address,
+                                     "--json"])
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        out = json.loads(result.stdout)
+        assert out["mode"] == "cluster" and len(out["job_ids"]) == 6 and out["submission_id"]
+        assert out["states"] == {}  # returned at once
+
+        waited = runner.invoke(cli, ["jobs", "wait", *out["job_ids"], "--timeout", "900",
+                                     "--json"])
+        listed = json.loads(runner.invoke(cli, ["jobs", "ls", "--json"]).stdout)
+        assert waited.exit_code == 0, (waited.stdout, listed, _logs(cluster))
+        # the worker node fetched the inputs into ITS ZOO_HOME; the head's stayed empty
+        assert list((cluster.homes["worker"] / "cache" / "models").iterdir())
+        assert not (cluster.homes["head"] / "cache").exists()
+    finally:
+        cluster.stop()
+
+    assert {j["state"] for j in listed} == {"SUCCEEDED"} and len(listed) == 6
+    nodes = {j["node"] for j in listed}
+    assert len(nodes) == 1, nodes  # one node: the one with the zoo_worker resource
+    assert not (submitter_home / "cache").exists()
+
+    puller = tmp_path / "third"
+    puller.mkdir()
+    monkeypatch.setenv("ZOO_HOME", str(puller))
+    out_dir = tmp_path / "pulled"
+    pulled = CliRunner().invoke(cli, ["pull", "--tag", "multinode", "-o", str(out_dir)])
+    assert pulled.exit_code == 0, (pulled.stdout, pulled.stderr)
+    adapters = json.loads(CliRunner().invoke(cli, ["ls", "tag:multinode", "--json"]).stdout)
+    assert {a["id"] for a in adapters} == {j["adapter_id"] for j in listed}
+    files = sorted(p for p in out_dir.rglob("*") if p.is_file())
+    digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    assert digests == {a["digest"] for a in adapters} and len(digests) == 6
+
+
+def _logs(cluster) -> str:
+    texts = []
+    for path in sorted(Path(cluster.root).rglob("job-driver-*.log")):
+        texts.append(path.read_text()[-3000:])
+    return "\n".join(texts) or "no driver logs"
