@@ -28,9 +28,8 @@ def json_option(fn: F) -> F:
 
 def open_catalog_from(catalog_url: str | None):  # noqa: ANN201 - a zoo.storage.db.Catalog
     """Resolve the catalog URL (flag > env > file > default) and open it, checking the schema."""
-    from zoo.storage.db import open_catalog
-
     from zoo.settings import resolve_settings
+    from zoo.storage.db import open_catalog
 
     return open_catalog(resolve_settings(catalog_url=catalog_url).catalog_url)
 
@@ -83,9 +82,8 @@ def register(group: click.Group) -> None:
 @json_option
 def init(catalog_url: str | None, as_json: bool) -> None:
     """Create the catalog, or upgrade its schema to this version of the zoo."""
-    from zoo.storage.db import init_catalog
-
     from zoo.settings import resolve_settings
+    from zoo.storage.db import init_catalog
 
     settings = resolve_settings(catalog_url=catalog_url)
     before, after = init_catalog(settings.catalog_url)
@@ -139,11 +137,11 @@ def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, catalog_ur
         if all_rows:
             with catalog.transaction(readonly=True) as session:
                 for row in iter_adapters(session, text, sort):
-                    d = adapter_to_dict(row)
+                    d = adapter_to_dict(row, config=False)
                     click.echo(json.dumps(d, ensure_ascii=False, default=str) if as_json
                                else "  ".join(_cells(d)))
             return
-        rows = catalog.run(lambda s: [adapter_to_dict(r) for r in
+        rows = catalog.run(lambda s: [adapter_to_dict(r, config=False) for r in
                                       list_adapters(s, text, sort, limit)], readonly=True)
     finally:
         catalog.close()

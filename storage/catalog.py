@@ -16,6 +16,14 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, joinedload, selectinload
+
+from zoo.errors import (
+    AdapterFormatError,
+    AmbiguousRefError,
+    ConflictError,
+    InvalidNameError,
+    NotFoundError,
+)
 from zoo.storage.models import Adapter, AdapterRow, AliasRow, BaseModel, EvalResult, TagRow, utcnow
 from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
 from zoo.storage.refs import (
@@ -26,14 +34,6 @@ from zoo.storage.refs import (
     parse_tags,
     validate_digest,
     validate_name,
-)
-
-from zoo.errors import (
-    AdapterFormatError,
-    AmbiguousRefError,
-    ConflictError,
-    InvalidNameError,
-    NotFoundError,
 )
 
 __all__ = [
@@ -376,7 +376,7 @@ def list_adapters(
     after: tuple[Any, str] | None = None,
 ) -> Page:
     """One page of adapters matching ``query``, ordered by ``sort`` (keyset pagination)."""
-    conds = compile_query(query)
+    conds = compile_query(query, session)
     spec = parse_sort(sort)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidNameError(f"limit={limit!r} must be a positive integer")
@@ -427,10 +427,13 @@ def _metrics(results: Sequence[EvalResult]) -> tuple[dict[str, Any], dict[str, d
     return {m: r.value for m, r in sorted(latest.items())}, by_dataset
 
 
-def adapter_to_dict(row: Adapter) -> dict[str, Any]:
-    """The ``--json`` object of an adapter (needs the LOADERS relationships loaded)."""
+def adapter_to_dict(row: Adapter, *, config: bool = True) -> dict[str, Any]:
+    """The ``--json`` object of an adapter (needs the LOADERS relationships loaded).
+
+    ``config=False`` leaves out the full config (listings: smaller output, less parsing).
+    """
     metrics, by_dataset = _metrics(row.eval_results)
-    return {
+    out = {
         "id": row.id,
         "name": row.name,
         "digest": row.digest,
@@ -456,8 +459,10 @@ def adapter_to_dict(row: Adapter) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "job_id": row.job_id,
         "dataset_fingerprint": row.dataset_fingerprint,
-        "config": json.loads(row.config),
     }
+    if config:
+        out["config"] = json.loads(row.config)
+    return out
 
 
 def _tag(t: TagRow) -> str:

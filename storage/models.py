@@ -32,6 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
 from zoo.storage.refs import ID_ALPHABET
 
 NAMING_CONVENTION = {
@@ -110,9 +111,13 @@ class Adapter(Base):
     __tablename__ = "adapters"
     __table_args__ = (
         UniqueConstraint("name", "digest"),  # pushing the same bytes under one name is idempotent
+        # (filter columns..., created_at, id): equality filters walk rows already in the
+        # default "-created" order, so LIMIT 50 stops early instead of sorting every match.
         Index("ix_adapters_created_at_id", "created_at", "id"),
-        Index("ix_adapters_task_created_at", "task", "created_at"),
-        Index("ix_adapters_base_model_id_created_at", "base_model_id", "created_at"),
+        Index("ix_adapters_task_created_at_id", "task", "created_at", "id"),
+        Index("ix_adapters_base_model_id_created_at_id", "base_model_id", "created_at", "id"),
+        Index("ix_adapters_base_model_id_task_created_at_id", "base_model_id", "task",
+              "created_at", "id"),
         Index("ix_adapters_params", "params"),
         Index("ix_adapters_r", "r"),
     )

@@ -201,3 +201,15 @@ def test_limit_and_iter_adapters(catalog, zoo):
     with catalog.transaction(readonly=True) as s:
         streamed = [r.id for r in api.iter_adapters(s, "base=gpt2", "r", page_size=1)]
     assert streamed == q(catalog, "base=gpt2", "r")
+
+
+def test_tag_filter_shapes_agree(catalog, zoo, monkeypatch):
+    """Rare tags use IN, common ones a correlated EXISTS; both must select the same rows."""
+    from zoo.storage import query
+
+    queries = ["tag:prod", "tag:team", "tag:team=nlp", "base=gpt2 tag:team=nlp", "tag:nope"]
+    rare = [q(catalog, x) for x in queries]
+    monkeypatch.setattr(query, "RARE_TAG_ROWS", 0)  # every tag counts as common
+    assert [q(catalog, x) for x in queries] == rare
+    assert [names(zoo, x) for x in rare][:3] == [["sent-a", "tiny"], ["ner", "sent-a", "sent-b"],
+                                                 ["sent-a", "sent-b"]]

@@ -66,7 +66,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", "digest", name=op.f("uq_adapters_name_digest")),
     )
     op.create_index(
-        "ix_adapters_base_model_id_created_at", "adapters", ["base_model_id", "created_at"], unique=False
+        "ix_adapters_base_model_id_created_at_id",
+        "adapters",
+        ["base_model_id", "created_at", "id"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_adapters_base_model_id_task_created_at_id",
+        "adapters",
+        ["base_model_id", "task", "created_at", "id"],
+        unique=False,
     )
     op.create_index("ix_adapters_created_at_id", "adapters", ["created_at", "id"], unique=False)
     op.create_index(
@@ -76,7 +85,9 @@ def upgrade() -> None:
     op.create_index(op.f("ix_adapters_name"), "adapters", ["name"], unique=False)
     op.create_index("ix_adapters_params", "adapters", ["params"], unique=False)
     op.create_index("ix_adapters_r", "adapters", ["r"], unique=False)
-    op.create_index("ix_adapters_task_created_at", "adapters", ["task", "created_at"], unique=False)
+    op.create_index(
+        "ix_adapters_task_created_at_id", "adapters", ["task", "created_at", "id"], unique=False
+    )
     op.create_table(
         "aliases",
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -171,14 +182,15 @@ def downgrade() -> None:
     op.drop_table("eval_results")
     op.drop_index("ix_aliases_adapter_id", table_name="aliases")
     op.drop_table("aliases")
-    op.drop_index("ix_adapters_task_created_at", table_name="adapters")
+    op.drop_index("ix_adapters_task_created_at_id", table_name="adapters")
     op.drop_index("ix_adapters_r", table_name="adapters")
     op.drop_index("ix_adapters_params", table_name="adapters")
     op.drop_index(op.f("ix_adapters_name"), table_name="adapters")
     op.drop_index(op.f("ix_adapters_digest"), table_name="adapters")
     op.drop_index(op.f("ix_adapters_dataset_fingerprint"), table_name="adapters")
     op.drop_index("ix_adapters_created_at_id", table_name="adapters")
-    op.drop_index("ix_adapters_base_model_id_created_at", table_name="adapters")
+    op.drop_index("ix_adapters_base_model_id_task_created_at_id", table_name="adapters")
+    op.drop_index("ix_adapters_base_model_id_created_at_id", table_name="adapters")
     op.drop_table("adapters")
     op.drop_index(
         "uq_base_models_name_nodigest",
