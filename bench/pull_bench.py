@@ -78,13 +78,10 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise SystemExit("moto server did not start")
 
 
-def median_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -162,7 +159,7 @@ def run(args: argparse.Namespace, endpoint: str, work: Path) -> None:
     seed_s = time.perf_counter() - t0
     print(f"pull bench: {args.n} adapters x {total_bytes / args.n / 1000:.1f} KB "
           f"({total_bytes / 1e6:.1f} MB) on {endpoint}, catalog {catalog.dialect}, "
-          f"workers={args.workers}, median of {args.repeat}; seeded in {seed_s:.1f}s")
+          f"workers={args.workers}, median of {args.repeat} interleaved rounds; seeded in {seed_s:.1f}s")
 
     counter = iter(range(10**6))
 
@@ -195,12 +192,13 @@ def run(args: argparse.Namespace, endpoint: str, work: Path) -> None:
 
     raw_parallel()  # warm both clients' connection pools once
     zoo_library()
-    timings = {}
-    for label, fn in (("raw boto3 parallel GETs", raw_parallel),
-                      ("zoo pull (library)", zoo_library),
-                      ("zoo pull (CLI, fresh process)", zoo_cli),
-                      ("sequential boto3 loop", sequential)):
-        timings[label] = median_time(fn, args.repeat)
+    methods = {"raw boto3 parallel GETs": raw_parallel, "zoo pull (library)": zoo_library,
+               "zoo pull (CLI, fresh process)": zoo_cli, "sequential boto3 loop": sequential}
+    runs: dict[str, list[float]] = {label: [] for label in methods}
+    for _ in range(args.repeat):  # interleaved rounds: background load hits every method alike
+        for label, fn in methods.items():
+            runs[label].append(timed(fn))
+    timings = {label: statistics.median(t) for label, t in runs.items()}
 
     print(f"{'method':32} {'seconds':>8} {'objects/s':>10} {'MB/s':>8}")
     for label, secs in timings.items():

@@ -140,6 +140,17 @@ def backend(request, tmp_path):
         b.catalog.close()
 
 
+@pytest.fixture(scope="module")
+def module_sqlite_backend(tmp_path_factory):
+    """One SQLite + local backend per module, for tests that must leave it unchanged."""
+    tmp = tmp_path_factory.mktemp("zoo-module")
+    b = Backend("sqlite-local", f"sqlite:///{tmp / 'catalog.db'}", str(tmp / "store"))
+    try:
+        yield b
+    finally:
+        b.catalog.close()
+
+
 @pytest.fixture
 def sqlite_backend(tmp_path):
     b = Backend("sqlite-local", f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "store"))

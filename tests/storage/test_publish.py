@@ -14,6 +14,7 @@ from zoo.storage.publish import publish
 backend = bf.backend
 s3_env = bf.s3_env
 sqlite_backend = bf.sqlite_backend
+module_sqlite_backend = bf.module_sqlite_backend
 
 
 def test_publish_uploads_then_commits_one_row(backend, tmp_path):
@@ -84,29 +85,29 @@ BAD_NAMES = ["../escape", "/abs/name", "a/b", "n" * 10_000, "bad\u202ename", "x\
 
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=range(len(BAD_NAMES)))
-def test_bad_names_rejected_before_any_io(sqlite_backend, tmp_path, name):
+def test_bad_names_rejected_before_any_io(module_sqlite_backend, tmp_path, name):
     path, _ = write_adapter(tmp_path / "a.safetensors", seed=7)
-    before = sqlite_backend.counts()
+    before = module_sqlite_backend.counts()
     with pytest.raises(ConfigError) as info:
-        publish(sqlite_backend.catalog, sqlite_backend.store, path, name=name)
+        publish(module_sqlite_backend.catalog, module_sqlite_backend.store, path, name=name)
     assert len(str(info.value)) < 400  # one readable line, even for a 10k-char name
-    assert sqlite_backend.counts() == before
-    assert sqlite_backend.blob_digests() == set()
+    assert module_sqlite_backend.counts() == before
+    assert module_sqlite_backend.blob_digests() == set()
 
 
 @pytest.mark.parametrize("tags,aliases", [
     (["../../etc/passwd"], []), (["/abs"], []), (["t" * 10_000], []), (["ok", "k=v/../x"], []),
     ([], ["other/../x@prod"]), ([], ["name@../prod"]), ([], ["a@b@c"]),
 ])
-def test_bad_tags_and_aliases_rejected_before_any_io(sqlite_backend, tmp_path, tags,
+def test_bad_tags_and_aliases_rejected_before_any_io(module_sqlite_backend, tmp_path, tags,
                                                     aliases):
     path, _ = write_adapter(tmp_path / "a.safetensors", seed=8)
-    before = sqlite_backend.counts()
+    before = module_sqlite_backend.counts()
     with pytest.raises(ConfigError):
-        publish(sqlite_backend.catalog, sqlite_backend.store, path, name="ok", tags=tags,
+        publish(module_sqlite_backend.catalog, module_sqlite_backend.store, path, name="ok", tags=tags,
                 aliases=aliases)
-    assert sqlite_backend.counts() == before
-    assert sqlite_backend.blob_digests() == set()
+    assert module_sqlite_backend.counts() == before
+    assert module_sqlite_backend.blob_digests() == set()
 
 
 @pytest.mark.parametrize("content", [
@@ -115,21 +116,21 @@ def test_bad_tags_and_aliases_rejected_before_any_io(sqlite_backend, tmp_path, t
     b"garbage",
     b"\x10\x00\x00\x00\x00\x00\x00\x00{}              ",  # safetensors, not a zoo adapter
 ])
-def test_non_adapter_files_rejected(sqlite_backend, tmp_path, content):
+def test_non_adapter_files_rejected(module_sqlite_backend, tmp_path, content):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
     with pytest.raises(AdapterFormatError):
-        publish(sqlite_backend.catalog, sqlite_backend.store, path, name="bad")
-    assert sqlite_backend.counts()["adapters"] == 0
-    assert sqlite_backend.blob_digests() == set()
+        publish(module_sqlite_backend.catalog, module_sqlite_backend.store, path, name="bad")
+    assert module_sqlite_backend.counts()["adapters"] == 0
+    assert module_sqlite_backend.blob_digests() == set()
 
 
-def test_missing_path_is_a_clear_error(sqlite_backend, tmp_path):
+def test_missing_path_is_a_clear_error(module_sqlite_backend, tmp_path):
     with pytest.raises(FileNotFoundError, match="no-such"):
-        publish(sqlite_backend.catalog, sqlite_backend.store, tmp_path / "no-such", name="x")
+        publish(module_sqlite_backend.catalog, module_sqlite_backend.store, tmp_path / "no-such", name="x")
 
 
-def test_pickle_only_peft_dir_rejected_without_unpickling(sqlite_backend, tmp_path):
+def test_pickle_only_peft_dir_rejected_without_unpickling(module_sqlite_backend, tmp_path):
     d = tmp_path / "peft"
     d.mkdir()
     (d / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
@@ -138,14 +139,14 @@ def test_pickle_only_peft_dir_rejected_without_unpickling(sqlite_backend, tmp_pa
     (d / "adapter_model.bin").write_bytes(
         b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
     with pytest.raises(AdapterFormatError, match="pickle"):
-        publish(sqlite_backend.catalog, sqlite_backend.store, d, name="peft")
+        publish(module_sqlite_backend.catalog, module_sqlite_backend.store, d, name="peft")
     assert not marker.exists()
-    assert sqlite_backend.counts()["adapters"] == 0
+    assert module_sqlite_backend.counts()["adapters"] == 0
 
 
-def test_directory_without_peft_config_rejected(sqlite_backend, tmp_path):
+def test_directory_without_peft_config_rejected(module_sqlite_backend, tmp_path):
     with pytest.raises(AdapterFormatError, match="adapter_config.json"):
-        publish(sqlite_backend.catalog, sqlite_backend.store, tmp_path, name="dir")
+        publish(module_sqlite_backend.catalog, module_sqlite_backend.store, tmp_path, name="dir")
 
 
 def test_peft_dir_is_converted_losslessly(backend, tmp_path):
@@ -162,8 +163,8 @@ def test_peft_dir_is_converted_losslessly(backend, tmp_path):
     assert backend.blob_digests() == {expected.digest}
 
 
-def test_errors_are_zoo_errors(sqlite_backend, tmp_path):
+def test_errors_are_zoo_errors(module_sqlite_backend, tmp_path):
     path, _ = write_adapter(tmp_path / "a.safetensors")
     with pytest.raises(ZooError):
-        publish(sqlite_backend.catalog, sqlite_backend.store, path, name="../x")
+        publish(module_sqlite_backend.catalog, module_sqlite_backend.store, path, name="../x")
     assert sha256_path(path)  # the input file is untouched
