@@ -136,8 +136,9 @@ def score_rows(task: str, logits: Any, labels: Any) -> tuple[Any, Any, Any]:
     return tok.sum(dim=1), mask.sum(dim=1), correct
 
 
-def _run_group(model: Any, dataset: Dataset, n_slots: int, route: Callable[[list[int]], Any],
+def run_group(model: Any, dataset: Dataset, n_slots: int, route: Callable[[list[int]], Any],
                *, batch_size: int, pad: int, autocast: Any) -> _Totals:
+    """Score ``n_slots`` adapters over the row plan; ``route(slots)`` sets up each forward."""
     import torch
 
     from zoo.data import collate
@@ -191,7 +192,7 @@ def evaluate_many(
     def run(members: list[int], route_of: Callable[[], Any]) -> None:
         start = time.perf_counter()
         with route_of() as route:
-            totals = _run_group(model, dataset, len(members), route, batch_size=batch_size,
+            totals = run_group(model, dataset, len(members), route, batch_size=batch_size,
                                 pad=pad, autocast=autocast_context(device, autocast_dtype))
         each = (time.perf_counter() - start) / len(members)
         for slot, index in enumerate(members):
@@ -207,8 +208,8 @@ def evaluate_many(
         else:
             ok.append(i)
     try:
-        for g in range(0, len(ok), group_size):
-            members = ok[g:g + group_size]
+        for members in plan_groups([adapters[i] for i in ok], group_size):
+            members = [ok[j] for j in members]
             try:
                 run(members, lambda m=members: _bank(model, [adapters[i] for i in m], mode))
             except NotBatchableError:
@@ -220,6 +221,21 @@ def evaluate_many(
     finally:
         model.train(was_training)
     return [r for r in results if r is not None]
+
+
+def plan_groups(adapters: Sequence[Adapter], group_size: int) -> list[list[int]]:
+    """Indices in banks of at most ``group_size``: one rank and target set per bank.
+
+    A bank pads every slot to its largest rank and computes every module for every slot, so
+    mixing configs wastes FLOPs; a smaller homogeneous bank still fills its batches (rows of
+    several examples per batch). Measured in bench/eval_bench.py.
+    """
+    by_key: dict[tuple[Any, ...], list[int]] = {}
+    for i, adapter in enumerate(adapters):
+        key = (adapter.config["r"], tuple(sorted(adapter.config["modules"])))
+        by_key.setdefault(key, []).append(i)
+    return [ids[g:g + group_size] for _, ids in sorted(by_key.items())
+            for g in range(0, len(ids), group_size)]
 
 
 def _precheck(adapter: Adapter, model: Any, task: str) -> str | None:

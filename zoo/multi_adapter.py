@@ -144,8 +144,16 @@ class MultiAdapterLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         result = self.base_layer(x, *args, **kwargs)  # ONE base projection for all rows
+        routing, mode = self.router.current(), self.router.mode
         xa = x.to(self.a.dtype)
-        update = _apply_rows(xa, self.a, self.b, self.router.current(), self.router.mode)
+        if mode == "bmm" and result.dtype == self.b.dtype and result.is_contiguous():
+            segs = len(routing.slots)
+            low = torch.bmm(xa.reshape(segs, -1, xa.shape[-1]),
+                            routing.select(self.a).transpose(1, 2))  # (S, m·T, R)
+            # fused: result += low @ B^T, in place on the (S, m·T, o) view of the base output
+            result.view(segs, -1, result.shape[-1]).baddbmm_(low, routing.select(self.b).transpose(1, 2))
+            return result
+        update = _apply_rows(xa, self.a, self.b, routing, mode)
         return result + update.to(result.dtype)
 
 

@@ -1,0 +1,95 @@
+"""Fixtures for the eval tests: an embedded zoo (SQLite + local store) with published adapters."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from evalkit import LLAMA_TARGETS, char_tokenizer, tiny_llama, write_lm_data
+
+
+def random_adapter(model: torch.nn.Module, base_model: str, rng: random.Random, seed: int):
+    """A random-weight adapter of a varied config, built from the shapes ``extract`` would give."""
+    from zoo.adapter import Adapter
+    from zoo.adapter_meta import expected_shapes
+    from zoo.config import PRoLoRAConfig
+
+    r = rng.choice([2, 4, 8])
+    cfg = PRoLoRAConfig(r=r, unshared_r=rng.randint(0, r), share_a=rng.choice([1, 2, 4]),
+                        share_b=rng.choice([1, 2, 4]), alpha=rng.choice([8.0, 16.0]),
+                        target_modules=rng.choice([LLAMA_TARGETS[:2], LLAMA_TARGETS[:4], LLAMA_TARGETS]))
+    modules = {name: {"in_features": m.in_features, "out_features": m.out_features, "kind": "linear"}
+               for name, m in model.named_modules()
+               if name and cfg.matches(name) and isinstance(m, torch.nn.Linear)}
+    config = dict(base_model=base_model, base_model_digest=None, task="causal-lm", r=cfg.r,
+                  unshared_r=cfg.unshared_r, share_a=cfg.share_a, share_b=cfg.share_b,
+                  stride_a=cfg.resolved_stride_a(), stride_b=cfg.resolved_stride_b(),
+                  rotation=True, init="rectified", alpha=cfg.alpha, dropout=0.0,
+                  dtype="float32", modules=modules, modules_to_save=[])
+    g = torch.Generator().manual_seed(seed)
+    return Adapter(config, {k: torch.randn(s, generator=g) * 0.2
+                            for k, s in expected_shapes(config).items()})
+
+
+class Zoo:
+    """An embedded zoo in a temp ZOO_HOME: catalog, store, a saved tiny base, a dataset."""
+
+    def __init__(self, home: str, tmp: Path) -> None:
+        from zoo.settings import resolve_settings
+        from zoo.storage.blobstore import open_store
+        from zoo.storage.db import init_catalog, open_catalog
+
+        self.settings = resolve_settings()
+        init_catalog(self.settings.catalog_url)
+        self.catalog = open_catalog(self.settings.catalog_url)
+        self.store = open_store(self.settings.store_url)
+        self.base_dir = tmp / "tiny-llama"
+        self.model = tiny_llama()
+        self.model.save_pretrained(str(self.base_dir))
+        char_tokenizer(self.base_dir)
+        self.data = write_lm_data(tmp / "eval.jsonl", 6)
+        self.tmp = tmp
+        self.worker_home = str(tmp / "worker-home")
+
+    def publish_random(self, n: int, *, seed: int = 0) -> list[str]:
+        """Publish ``n`` random adapters; returns their catalog ids."""
+        from zoo.storage.publish import publish
+
+        rng = random.Random(seed)
+        out = self.tmp / "adapters"
+        out.mkdir(exist_ok=True)
+        ids = []
+        for i in range(n):
+            path = out / f"a{seed}-{i}.safetensors"
+            random_adapter(self.model, str(self.base_dir), rng, seed * 100_000 + i).save(path)
+            ids.append(publish(self.catalog, self.store, path, name=f"rand-{seed}-{i}").id)
+        return ids
+
+    def flip_byte(self, adapter_id: str) -> None:
+        """Corrupt one byte in the middle of an adapter's blob in the store."""
+        from zoo.storage.catalog import resolve_ref
+
+        with self.catalog.transaction(readonly=True) as session:
+            digest = resolve_ref(session, adapter_id, load=False).digest
+        path = Path(self.store.path_for(digest))
+        data = bytearray(path.read_bytes())
+        data[len(data) - 50] ^= 0xFF
+        path.chmod(0o644)
+        path.write_bytes(bytes(data))
+
+    def results(self) -> list:
+        from sqlalchemy import select
+
+        from zoo.storage.models import EvalResult
+
+        with self.catalog.transaction(readonly=True) as session:
+            return list(session.scalars(select(EvalResult).order_by(EvalResult.id)))
+
+
+@pytest.fixture
+def embedded_zoo(zoo_home, tmp_path):
+    z = Zoo(zoo_home, tmp_path)
+    yield z
+    z.catalog.close()

@@ -1,0 +1,88 @@
+"""The Ray eval pool: results in the catalog, corrupted blobs, resumability, a killed actor."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from zoo.workers.eval_pool import EvalPool, plan_chunks, pool_size
+
+
+def loss_rows_per_adapter(results):
+    return collections.Counter(r.adapter_id for r in results if r.metric == "loss")
+
+
+def test_flipped_byte_is_an_error_row_and_runs_resume(ray_local, embedded_zoo):
+    z = embedded_zoo
+    ids = z.publish_random(10, seed=1)
+    z.flip_byte(ids[3])
+    pool = EvalPool(z.catalog, z.settings.store_url, dataset=str(z.data), query="task=causal-lm",
+                    batch_size=8, chunk_size=4, max_actors=2, worker_home=z.worker_home)
+    seen = []
+    summary = pool.run(lambda done, total, errors: seen.append((done, total, errors)))
+    assert (summary.total, summary.evaluated, summary.errors) == (10, 9, 1)
+    assert "verification" in summary.error_messages[ids[3]]
+    assert seen[-1] == (10, 10, 1)
+    rows = z.results()
+    assert loss_rows_per_adapter(rows) == {i: 1 for i in ids if i != ids[3]}
+    [err] = [r for r in rows if r.metric == "error"]
+    assert err.adapter_id == ids[3] and err.value is None and "sha256" in err.error
+    metrics = {r.metric for r in rows if r.adapter_id == ids[0]}
+    assert metrics == {"loss", "perplexity", "exact_match"}
+    assert all(r.n_examples == 6 and r.dataset_name == "eval.jsonl" for r in rows if r.value)
+
+    # resumable: only the failed adapter is tried again; --force redoes everything
+    again = EvalPool(z.catalog, z.settings.store_url, dataset=str(z.data),
+                     query="task=causal-lm", metrics=["loss"], worker_home=z.worker_home).run()
+    assert (again.skipped, again.evaluated, again.errors) == (9, 0, 1)
+    forced = EvalPool(z.catalog, z.settings.store_url, dataset=str(z.data), query="name~rand-1-1",
+                      metrics=["loss"], force=True, worker_home=z.worker_home).run()
+    assert forced.skipped == 0 and forced.evaluated == 1
+
+
+def test_killed_actor_work_is_retried_once(ray_local, embedded_zoo):
+    import ray
+
+    z = embedded_zoo
+    ids = z.publish_random(24, seed=2)
+    pool = EvalPool(z.catalog, z.settings.store_url, dataset=str(z.data), query="task=causal-lm",
+                    batch_size=8, chunk_size=2, max_actors=2, worker_home=z.worker_home)
+    killed = []
+
+    def progress(done, total, errors):
+        if done and not killed:
+            victim = pool.actors[0]
+            killed.append(victim)
+            ray.kill(victim, no_restart=True)
+
+    summary = pool.run(progress)
+    assert killed and summary.retried_chunks >= 1
+    assert (summary.evaluated, summary.errors) == (24, 0)
+    assert loss_rows_per_adapter(z.results()) == {i: 1 for i in ids}
+
+
+def test_pool_size_and_chunks():
+    assert pool_size({"CPU": 4.0}, n_chunks=10, max_actors=None) == (4, {"num_cpus": 1})
+    assert pool_size({"CPU": 16.0, "GPU": 2.0}, 10, None) == (2, {"num_gpus": 1, "num_cpus": 1})
+    assert pool_size({"CPU": 8.0}, n_chunks=3, max_actors=2)[0] == 2
+
+    from zoo.workers.eval_pool import EvalItem
+
+    items = [EvalItem(str(i), "n", "d", 1, "base-a" if i % 2 else "base-b", "causal-lm")
+             for i in range(5)]
+    chunks = plan_chunks(items, 2)
+    assert [len(c) for _, c in chunks] == [2, 1, 2]
+    assert all(len({m.base_model for m in c}) == 1 for _, c in chunks)
+
+
+@pytest.mark.parametrize("bad", ["loss,bleu"])
+def test_bad_metric_is_one_line(bad, zoo_home):
+    from click.testing import CliRunner
+
+    from zoo.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["eval", "--select", "task=causal-lm", "--dataset", "x.jsonl",
+                                   "--metrics", bad])
+    assert res.exit_code == 2, res.output
+    assert "bleu" in res.output
