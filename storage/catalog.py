@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Float, Integer, String, cast, delete, literal, null, select, union_all
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload, object_session
 
 from zoo.errors import (
     AdapterFormatError,
@@ -27,6 +28,7 @@ from zoo.errors import (
 from zoo.storage.models import Adapter, AdapterRow, AliasRow, BaseModel, EvalResult, TagRow, utcnow
 from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
 from zoo.storage.refs import (
+    ID_ALPHABET,
     ID_LENGTH,
     normalize_id_ref,
     parse_name_alias,
@@ -42,13 +44,10 @@ __all__ = [
     "list_adapters", "iter_adapters", "adapter_to_dict", "LOADERS",
 ]
 
-# Explicit loaders (relationships are lazy="raise"): a page costs 1 + 3 queries.
-LOADERS = (
-    joinedload(Adapter.base_model),
-    selectinload(Adapter.tags),
-    selectinload(Adapter.aliases),
-    selectinload(Adapter.eval_results),
-)
+# Explicit loaders (relationships are lazy="raise"): the base model rides along in the page
+# query; tags, aliases and eval results of a whole page come in ONE more query (load_extras).
+LOADERS = (joinedload(Adapter.base_model),)
+_EXTRAS = "_zoo_extras"
 _INT_FIELDS = ("r", "unshared_r", "share_a", "share_b", "stride_a", "stride_b")
 
 
@@ -136,7 +135,52 @@ def _base_model(session: Session, name: str, digest: str | None) -> BaseModel:
 def _loaded(session: Session, adapter_id: str) -> Adapter:
     stmt = (select(Adapter).where(Adapter.id == adapter_id).options(*LOADERS)
             .execution_options(populate_existing=True))
-    return session.scalars(stmt).unique().one()
+    row = session.scalars(stmt).unique().one()
+    load_extras(session, [row])
+    return row
+
+
+@dataclass
+class Extras:
+    """What a listing shows besides the adapter row: tags, aliases, eval results."""
+
+    tags: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    evals: list[tuple[int, str, str, float | None]] = field(default_factory=list)
+
+
+def load_extras(session: Session, rows: Sequence[Adapter], chunk: int = 500) -> None:
+    """Attach tags, aliases and eval results to ``rows`` with one UNION ALL query per chunk
+    (one round trip for a page, instead of one per relationship or per row)."""
+    by_id: dict[str, Extras] = {r.id: Extras() for r in rows}
+    ids = list(by_id)
+    nul_f, nul_i = cast(null(), Float), cast(null(), Integer)
+    for lo in range(0, len(ids), chunk):
+        part = ids[lo:lo + chunk]
+        stmt = union_all(
+            select(literal("t", String).label("k"), TagRow.adapter_id.label("aid"),
+                   TagRow.key.label("a"), TagRow.value.label("b"), nul_f.label("v"),
+                   nul_i.label("n")).where(TagRow.adapter_id.in_(part)),
+            select(literal("a", String), AliasRow.adapter_id, AliasRow.name, AliasRow.alias,
+                   nul_f, nul_i).where(AliasRow.adapter_id.in_(part)),
+            select(literal("e", String), EvalResult.adapter_id, EvalResult.dataset_name,
+                   EvalResult.metric, EvalResult.value, EvalResult.id)
+            .where(EvalResult.adapter_id.in_(part)),
+        )
+        for kind, aid, a, b, value, n in session.execute(stmt):
+            extra = by_id[aid]
+            if kind == "t":
+                extra.tags.append(f"{a}={b}" if b else a)
+            elif kind == "a":
+                extra.aliases.append(f"{a}@{b}")
+            else:
+                extra.evals.append((n, a, b, value))
+    for row in rows:
+        extra = by_id[row.id]
+        extra.tags.sort()
+        extra.aliases.sort()
+        extra.evals.sort()
+        setattr(row, _EXTRAS, extra)
 
 
 def _insert_tags(session: Session, adapter_id: str, tags: Sequence[Any]) -> None:
@@ -310,6 +354,13 @@ def resolve_ref(session: Session, ref: str, *, load: bool = True) -> Adapter:
     if not isinstance(ref, str):
         raise NotFoundError(f"no adapter {ref!r}: a REF must be text")
     options = LOADERS if load else ()
+    row = _resolve(session, ref, options)
+    if load:
+        load_extras(session, [row])
+    return row
+
+
+def _resolve(session: Session, ref: str, options: Sequence[Any]) -> Adapter:
     if "@" in ref:
         try:
             name, alias = parse_name_alias(ref)
@@ -325,9 +376,12 @@ def resolve_ref(session: Session, ref: str, *, load: bool = True) -> Adapter:
     if len(text) == ID_LENGTH:
         stmt = select(Adapter).where(Adapter.id == text)
     else:  # a prefix: an index range scan, at most 2 rows to tell unique from ambiguous
-        upper = text[:-1] + chr(ord(text[-1]) + 1)
-        stmt = (select(Adapter).where(Adapter.id >= text, Adapter.id < upper)
-                .order_by(Adapter.id).limit(2))
+        stmt = select(Adapter).where(Adapter.id >= text, Adapter.id.startswith(text,
+                                                                              autoescape=True))
+        upper = _prefix_upper_bound(text)
+        if upper is not None:
+            stmt = stmt.where(Adapter.id < upper)
+        stmt = stmt.order_by(Adapter.id).limit(2)
     rows = session.scalars(stmt.options(*options)).unique().all()
     if not rows:
         raise NotFoundError(f"no adapter with id or id prefix {text!r}")
@@ -337,6 +391,19 @@ def resolve_ref(session: Session, ref: str, *, load: bool = True) -> Adapter:
             "give more characters"
         )
     return rows[0]
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest id-alphabet string above every id starting with ``prefix`` (None: no
+    bound). Staying inside [0-9a-z] keeps the range right under any database collation."""
+    chars = list(prefix)
+    while chars:
+        pos = ID_ALPHABET.index(chars[-1])
+        if pos + 1 < len(ID_ALPHABET):
+            chars[-1] = ID_ALPHABET[pos + 1]
+            return "".join(chars)
+        chars.pop()
+    return None
 
 
 def resolve_many(
@@ -388,6 +455,7 @@ def list_adapters(
         stmt = stmt.limit(limit)
     rows = session.execute(stmt).unique().all()
     page = Page(r[0] for r in rows)
+    load_extras(session, page)
     if rows and limit is not None and len(rows) == limit:
         last_value = rows[-1][1]
         if isinstance(last_value, datetime) and spec.field == "created":
@@ -418,21 +486,30 @@ def iter_adapters(
 
 
 # ------------------------------------------------------------------------------------- output
-def _metrics(results: Sequence[EvalResult]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    latest: dict[str, EvalResult] = {}
+def _metrics(evals: Sequence[tuple[int, str, str, float | None]],
+             ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Latest value (highest eval row id) per metric, and per dataset and metric."""
+    latest: dict[str, Any] = {}
     by_dataset: dict[str, dict[str, Any]] = {}
-    for res in sorted(results, key=lambda e: e.id):
-        latest[res.metric] = res
-        by_dataset.setdefault(res.dataset_name, {})[res.metric] = res.value
-    return {m: r.value for m, r in sorted(latest.items())}, by_dataset
+    for _id, dataset, metric, value in sorted(evals):
+        latest[metric] = value
+        by_dataset.setdefault(dataset, {})[metric] = value
+    return dict(sorted(latest.items())), by_dataset
 
 
 def adapter_to_dict(row: Adapter, *, config: bool = True) -> dict[str, Any]:
-    """The ``--json`` object of an adapter (needs the LOADERS relationships loaded).
+    """The ``--json`` object of an adapter (loaded by resolve_ref/list_adapters/add_*).
 
     ``config=False`` leaves out the full config (listings: smaller output, less parsing).
     """
-    metrics, by_dataset = _metrics(row.eval_results)
+    extra = getattr(row, _EXTRAS, None)
+    if extra is None:  # a row loaded some other way: fetch its extras now (one query)
+        session = object_session(row)
+        if session is None:
+            raise ValueError(f"adapter {row.id} is detached and was loaded without its tags")
+        load_extras(session, [row])
+        extra = getattr(row, _EXTRAS)
+    metrics, by_dataset = _metrics(extra.evals)
     out = {
         "id": row.id,
         "name": row.name,
@@ -452,8 +529,8 @@ def adapter_to_dict(row: Adapter, *, config: bool = True) -> dict[str, Any]:
         "alpha": row.alpha,
         "dtype": row.dtype,
         "params": row.params,
-        "tags": [str(_tag(t)) for t in row.tags],
-        "aliases": [f"{a.name}@{a.alias}" for a in row.aliases],
+        "tags": list(extra.tags),
+        "aliases": list(extra.aliases),
         "metrics": metrics,
         "metrics_by_dataset": by_dataset,
         "created_at": row.created_at.isoformat(),
@@ -463,7 +540,3 @@ def adapter_to_dict(row: Adapter, *, config: bool = True) -> dict[str, Any]:
     if config:
         out["config"] = json.loads(row.config)
     return out
-
-
-def _tag(t: TagRow) -> str:
-    return f"{t.key}={t.value}" if t.value else t.key

@@ -24,9 +24,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from zoo.storage import schema
 
 from zoo.errors import CatalogBusyError, ConfigError, SchemaVersionError
+from zoo.storage import schema
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -98,9 +98,11 @@ class Catalog:
         self.engine = engine
         self.url = url
         self.dialect = engine.dialect.name
-        writer = engine.execution_options(zoo_begin="IMMEDIATE") if self.dialect == "sqlite" \
-            else engine
-        self._readers = sessionmaker(bind=engine, expire_on_commit=False)
+        if self.dialect == "sqlite":
+            reader, writer = engine, engine.execution_options(zoo_begin="IMMEDIATE")
+        else:  # PostgreSQL reads need no BEGIN/COMMIT round trips: each statement is atomic
+            reader, writer = engine.execution_options(isolation_level="AUTOCOMMIT"), engine
+        self._readers = sessionmaker(bind=reader, expire_on_commit=False)
         self._writers = sessionmaker(bind=writer, expire_on_commit=False)
 
     @contextmanager

@@ -209,8 +209,9 @@ def _metric_filter(term: Term, field: str, op: str, text: str) -> ColumnElement[
 
 def _tag_filter(term: Term, session: Session | None) -> ColumnElement[bool]:
     """EXISTS per row for a common tag (an ordered index walk finds 50 matches early); an
-    IN over the (key, value) index for a rare one (few rows to sort). One bounded count
-    decides, as SQLite's planner cannot see that trade-off behind ORDER BY ... LIMIT."""
+    IN over the (key, value) index for a rare one (few rows to sort). On SQLite one bounded
+    count decides, as its planner cannot see that trade-off behind ORDER BY ... LIMIT;
+    PostgreSQL's planner weighs it from its statistics."""
     try:
         tag = parse_tag(term.text[len("tag:"):])
     except InvalidNameError as exc:
@@ -218,7 +219,7 @@ def _tag_filter(term: Term, session: Session | None) -> ColumnElement[bool]:
     cond = [TagRow.key == tag.key]
     if tag.value:
         cond.append(TagRow.value == tag.value)
-    if session is not None:
+    if session is not None and session.get_bind().dialect.name == "sqlite":
         probe = select(TagRow.adapter_id).where(*cond).limit(RARE_TAG_ROWS).subquery()
         if session.execute(select(func.count()).select_from(probe)).scalar_one() < RARE_TAG_ROWS:
             return Adapter.id.in_(select(TagRow.adapter_id).where(*cond))
