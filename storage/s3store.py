@@ -44,7 +44,8 @@ def make_client(*, workers: int = 8, endpoint_url: str | None = None) -> Any:
         max_pool_connections=max(10, workers + 4),
         retries={
             "mode": os.environ.get("AWS_RETRY_MODE", "adaptive"),
-            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8")),
+            # AWS_MAX_ATTEMPTS counts the first try too, like botocore's total_max_attempts
+            "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8")),
         },
         s3={"addressing_style": "path" if endpoint else "auto"},
         connect_timeout=10,

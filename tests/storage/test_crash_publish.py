@@ -15,7 +15,7 @@ import pytest
 from blob_fixtures import write_adapter
 
 from zoo.storage.fsck import fsck, gc
-from zoo.storage.publish import CRASH_ENV, CRASH_POINTS
+from zoo.storage.publish import CRASH_ENV, CRASH_POINTS, publish
 
 # shared fixtures (tests/storage/blob_fixtures.py)
 backend = bf.backend
@@ -58,13 +58,11 @@ def test_sigkill_at_each_point_leaves_at_worst_an_orphan(backend, tmp_path, poin
     assert [b.digest for b in removed.removed] == expected_orphans
     assert backend.blob_digests() == set()
 
-    retry = _push(backend, path, "crashy")
-    assert retry.returncode == 0, retry.stderr
-    again = _push(backend, path, "crashy")
-    assert again.returncode == 0 and again.stdout == retry.stdout  # idempotent: the same id
+    retry = publish(backend.catalog, backend.store, path, name="crashy", tags=["crash"])
+    again = publish(backend.catalog, backend.store, path, name="crashy", tags=["crash"])
+    assert again.id == retry.id and not again.uploaded  # idempotent: the same adapter
     rows = _no_row_without_blob(backend)
-    assert [(name, d) for _id, name, d in rows] == [("crashy", digest)]
-    assert rows[0][0] == retry.stdout.strip()
+    assert rows == [(retry.id, "crashy", digest)]
     assert fsck(backend.catalog, backend.store, verify=True).orphans == []
 
 
@@ -73,8 +71,8 @@ def test_retry_after_crash_reuses_the_orphan_blob(sqlite_backend, tmp_path):
     assert _push(sqlite_backend, path, "reuse", crash_at="in-transaction").returncode == (
         -signal.SIGKILL)
     # the killed process held SQLite's write lock inside BEGIN IMMEDIATE: the OS released it
-    retry = _push(sqlite_backend, path, "reuse")
-    assert retry.returncode == 0, retry.stderr
+    retry = publish(sqlite_backend.catalog, sqlite_backend.store, path, name="reuse")
+    assert not retry.uploaded  # deduplicated against the orphan the crash left
     assert sqlite_backend.blob_digests() == {digest}
     assert len(sqlite_backend.adapter_rows()) == 1
     assert fsck(sqlite_backend.catalog, sqlite_backend.store).orphans == []
