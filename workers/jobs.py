@@ -167,37 +167,63 @@ def list_jobs(catalog: Any, *, state: str | None = None, sweep_id: str | None = 
     return catalog.run(lambda s: [JobView.of(r) for r in s.scalars(query)], readonly=True)
 
 
+def set_ray_refs(catalog: Any, refs: dict[str, str]) -> None:
+    """Remember how to find jobs in Ray (task ref hex or submission id), in ONE transaction."""
+    if not refs:
+        return
+
+    def run(session: Any) -> None:
+        for job_id, ref in refs.items():
+            session.execute(sa.update(Job).where(Job.id == job_id, Job.state.in_(ACTIVE))
+                            .values(ray_ref=ref[:256]))
+
+    catalog.run(run)
+
+
 def set_ray_ref(catalog: Any, job_id: str, ref: str) -> None:
-    """Remember how to find the job in Ray (task ref hex or submission id); informative only."""
-    _update(catalog, job_id, ACTIVE, {"ray_ref": ref[:256]})
+    set_ray_refs(catalog, {job_id: ref})
 
 
 # ---------------------------------------------------------------- transitions ---------------
 
 
-def mark_running(catalog: Any, job_id: str, *, node: str | None = None,
-                 pid: int | None = None) -> int | None:
-    """Start (or restart) an attempt; returns its number, or None if the job is terminal.
+def start_attempt(catalog: Any, job_id: str, *, node: str | None = None,
+                  pid: int | None = None) -> tuple[JobView, int | None]:
+    """Start (or restart) an attempt in ONE statement: (the job row now, attempt number).
 
-    A job found RUNNING is a retry after the previous worker died: the attempt counter moves
-    on and the checkpoint stays, so the new attempt resumes from it.
+    The attempt is None when the job is terminal. A job found RUNNING is a retry after the
+    previous worker died: the attempt counter moves on and the checkpoint stays, so the new
+    attempt resumes from it.
     """
-    def run(session: Any) -> int | None:
-        row = session.execute(
-            sa.select(Job.state, Job.attempt).where(Job.id == job_id).with_for_update()
-        ).first()
+    table = Job.__table__
+    now = utcnow()
+    stmt = (sa.update(table).where(table.c.id == job_id, table.c.state.in_(ACTIVE))
+            .values(state=RUNNING, attempt=table.c.attempt + 1,
+                    node=node or socket.gethostname(),
+                    worker_pid=pid if pid is not None else os.getpid(), heartbeat_at=now,
+                    started_at=sa.func.coalesce(table.c.started_at, now))
+            .returning(*table.c))
+
+    def run(session: Any) -> tuple[JobView, int | None]:
+        row = session.execute(stmt).first()  # one statement: UPDATE … RETURNING
         if row is None:
-            raise NotFoundError(f"no job with id {job_id!r}")
-        if row.state not in ACTIVE:
-            return None
-        now = utcnow()
-        session.execute(sa.update(Job).where(Job.id == job_id, Job.state.in_(ACTIVE)).values(
-            state=RUNNING, attempt=row.attempt + 1, node=node or socket.gethostname(),
-            worker_pid=pid if pid is not None else os.getpid(), heartbeat_at=now,
-            started_at=sa.func.coalesce(Job.started_at, now)))
-        return row.attempt + 1
+            return _view_or_missing(session, job_id), None
+        return JobView.of(row), int(row.attempt)
 
     return catalog.run(run)
+
+
+def _view_or_missing(session: Any, job_id: str) -> JobView:
+    row = session.get(Job, job_id)
+    if row is None:
+        raise NotFoundError(f"no job with id {job_id!r}")
+    return JobView.of(row)
+
+
+def mark_running(catalog: Any, job_id: str, *, node: str | None = None,
+                 pid: int | None = None) -> int | None:
+    """Start an attempt; returns its number, or None if the job is terminal."""
+    return start_attempt(catalog, job_id, node=node, pid=pid)[1]
 
 
 def heartbeat(catalog: Any, job_id: str, attempt: int, *, log_uri: str | None = None) -> str:
@@ -224,12 +250,16 @@ def set_log_uri(catalog: Any, job_id: str, uri: str) -> None:
     _update(catalog, job_id, (*ACTIVE, *TERMINAL), {"log_uri": uri})
 
 
-def succeed_in_session(session: Any, job_id: str, attempt: int, adapter_id: str) -> None:
+def succeed_in_session(session: Any, job_id: str, attempt: int, adapter_id: str, *,
+                       log_uri: str | None = None) -> None:
     """Mark SUCCEEDED inside the publish transaction; raise (rolling it back) if not current."""
+    values: dict[str, Any] = {"state": SUCCEEDED, "adapter_id": adapter_id,
+                              "finished_at": utcnow(), "error": None, "checkpoint_uri": None}
+    if log_uri:
+        values["log_uri"] = log_uri
     result = session.execute(
         sa.update(Job).where(Job.id == job_id, Job.state == RUNNING, Job.attempt == attempt)
-        .values(state=SUCCEEDED, adapter_id=adapter_id, finished_at=utcnow(), error=None,
-                checkpoint_uri=None))
+        .values(**values))
     if result.rowcount != 1:
         state = session.execute(sa.select(Job.state).where(Job.id == job_id)).scalar()
         raise JobError(f"job {job_id} is {state}, not running attempt {attempt}; "
@@ -274,5 +304,5 @@ __all__ = [
     "ACTIVE", "CANCELLED", "FAILED", "JobView", "PENDING", "RUNNING", "SUCCEEDED", "TERMINAL",
     "create_jobs", "get_job", "heartbeat", "list_jobs", "mark_cancelled", "mark_failed",
     "mark_running", "reap_stale", "set_checkpoint", "set_log_uri", "set_ray_ref",
-    "succeed_in_session",
+    "set_ray_refs", "start_attempt", "succeed_in_session",
 ]

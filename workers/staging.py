@@ -17,6 +17,7 @@ written by temp file + rename so concurrent workers never see half a file).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -38,8 +39,22 @@ def artifact_store_url(store_url: str) -> str:
     return store_url.rstrip("/") + "/" + ARTIFACTS
 
 
+@functools.lru_cache(maxsize=8)
 def open_artifacts(store_url: str) -> BlobStore:
-    return open_store(artifact_store_url(store_url))
+    """The artifact store (cached per process: one S3 client pool).
+
+    A local artifact store skips fsync: checkpoints and logs are re-creatable, and a process
+    crash (what retries handle) keeps the page cache; adapters keep their fsync.
+    """
+    url = artifact_store_url(store_url)
+    if "://" not in url or url.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        from zoo.storage.blobstore import LocalBlobStore
+
+        path = unquote(urlparse(url).path) if url.startswith("file://") else url
+        return LocalBlobStore(path, fsync=False)
+    return open_store(url)
 
 
 def blob_uri(digest: str) -> str:
@@ -174,13 +189,14 @@ def fetch_model(uri: str, store_url: str, *, home: str | None = None) -> tuple[s
         digest = digest_of(uri)
         store = open_artifacts(store_url)
         root = cache_dir(home) / "models" / digest
+        if (root / ".complete").is_file():
+            return str(root), (root / ".complete").read_text().split("\n", 1)[-1] or digest[:12]
         manifest = json.loads(get_bytes(store, digest))
-        if not (root / ".complete").is_file():
-            for rel, file_digest in manifest["files"].items():
-                if ".." in Path(rel).parts or Path(rel).is_absolute():
-                    raise IntegrityError(f"model manifest {digest} names an unsafe path {rel!r}")
-                _fetch_blob_to(store, file_digest, root / rel)
-            (root / ".complete").write_text(digest)
+        for rel, file_digest in manifest["files"].items():
+            if ".." in Path(rel).parts or Path(rel).is_absolute():
+                raise IntegrityError(f"model manifest {digest} names an unsafe path {rel!r}")
+            _fetch_blob_to(store, file_digest, root / rel)
+        (root / ".complete").write_text(f"{digest}\n{manifest.get('name') or ''}")
         return str(root), str(manifest.get("name") or digest[:12])
     if uri.startswith("s3://"):
         return str(_fetch_s3_prefix(uri, cache_dir(home) / "models")), uri

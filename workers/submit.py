@@ -81,8 +81,7 @@ def submit(specs: Sequence[JobSpec], *, catalog_url: str, store_url: str,
         if address:
             submission_id = _submit_to_cluster(address, sweep_id, catalog_url, store_url,
                                                staged)
-            for job_id in job_ids:
-                jobs.set_ray_ref(catalog, job_id, f"ray-job:{submission_id}")
+            jobs.set_ray_refs(catalog, {j: f"ray-job:{submission_id}" for j in job_ids})
             result = SubmitResult(job_ids, sweep_id, "cluster", submission_id)
             if wait:
                 result.states = wait_jobs(catalog, job_ids)
@@ -149,11 +148,12 @@ def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_ur
 
     task = remote_train_task()
     refs: dict[Any, str] = {}
+    views = {v.id: v for v in jobs.list_jobs(catalog, ids=job_ids)}
     for job_id in job_ids:
-        spec = jobs.get_job(catalog, job_id).job_spec()
+        spec = views[job_id].job_spec()
         ref = task.options(**ray_options(spec)).remote(job_id, catalog_url, store_url)
         refs[ref] = job_id
-        jobs.set_ray_ref(catalog, job_id, f"ray-task:{ref.hex()}")
+    jobs.set_ray_refs(catalog, {j: f"ray-task:{r.hex()}" for r, j in refs.items()})
     if not wait:
         return {}
     states: dict[str, str] = {}
@@ -186,7 +186,8 @@ def _finalise(catalog: Any, ref: Any, job_id: str) -> str:
 
     try:
         result = ray.get(ref)
-        return str(result["state"])
+        if result["state"] in jobs.TERMINAL:
+            return str(result["state"])
     except ray.exceptions.TaskCancelledError:
         jobs.mark_cancelled(catalog, job_id)
     except ray.exceptions.RayTaskError as exc:  # run_job raised a BaseException

@@ -40,8 +40,18 @@ HEARTBEAT_S = float(os.environ.get("ZOO_HEARTBEAT_S", "5"))
 MODEL_CACHE_SIZE = int(os.environ.get("ZOO_MODEL_CACHE_SIZE", "1"))
 
 _catalogs: dict[str, Any] = {}
+_stores: dict[str, Any] = {}
 _models: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
 MODEL_LOADS = {"count": 0}  # observable by tests: how often this process loaded a base
+
+
+def _store(url: str) -> Any:
+    """One adapter store (and S3 client pool) per worker process and URL."""
+    if url not in _stores:
+        from zoo.storage.blobstore import open_store
+
+        _stores[url] = open_store(url)
+    return _stores[url]
 
 
 def _catalog(url: str) -> Any:
@@ -231,35 +241,33 @@ def run_job(job_id: str, catalog_url: str, store_url: str) -> dict[str, Any]:
     if forwarded and not os.environ.get("AWS_ENDPOINT_URL"):
         os.environ["AWS_ENDPOINT_URL"] = forwarded
     catalog = _catalog(catalog_url)
-    view = jobs.get_job(catalog, job_id)
-    if view.terminal:
-        return _result(view)
-    attempt = jobs.mark_running(catalog, job_id, node=node_label(), pid=os.getpid())
+    view, attempt = jobs.start_attempt(catalog, job_id, node=node_label(), pid=os.getpid())
     if attempt is None:
-        return _result(jobs.get_job(catalog, job_id))
+        return _result(view)
     artifacts = staging.open_artifacts(store_url)
     log = JobLog(job_id, artifacts, view.log_uri)
     log.write(f"attempt {attempt}/{view.max_retries + 1} started on {node_label()} "
               f"pid {os.getpid()}")
     beat = Heartbeat(catalog, job_id, attempt, log)
-    beat.beat()
     beat.start()
     try:
         adapter_id = _train_and_publish(catalog, store_url, artifacts, job_id, attempt,
-                                        view, log)
-        log.write(f"published adapter {adapter_id}")
+                                        view, log, beat)
     except BaseException as exc:
         beat.stop()
         log.write("error: " + "".join(traceback.format_exception(exc)).rstrip())
         reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ZooError) else str(exc)
         jobs.mark_failed(catalog, job_id, f"attempt {attempt}: {reason}", attempt=attempt)
         _finish_log(catalog, job_id, log)
+        if os.environ.get("ZOO_DEBUG_JOBS"):
+            traceback.print_exc()
         if not isinstance(exc, Exception):
             raise
         return _result(jobs.get_job(catalog, job_id))
-    beat.stop()
-    _finish_log(catalog, job_id, log)
-    return _result(jobs.get_job(catalog, job_id))
+    log.drop_previous()
+    log.close()
+    return {"job_id": job_id, "state": jobs.SUCCEEDED, "adapter_id": adapter_id,
+            "attempt": attempt, "error": None}
 
 
 def _finish_log(catalog: Any, job_id: str, log: JobLog) -> None:
@@ -278,10 +286,9 @@ def _result(view: jobs.JobView) -> dict[str, Any]:
 
 
 def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str,
-                       attempt: int, view: jobs.JobView, log: JobLog) -> str:
+                       attempt: int, view: jobs.JobView, log: JobLog, beat: Heartbeat) -> str:
     import zoo
-    from zoo.data import fingerprint, load_seq_cls
-    from zoo.storage.blobstore import open_store
+    from zoo.data import load_seq_cls
     from zoo.storage.publish import publish
     from zoo.train import TrainOptions, train_adapter
 
@@ -329,19 +336,33 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
     log.write(f"trained {result.steps} steps: " + ", ".join(
         f"{k}={v:.4g}" for k, v in result.metrics.items() if isinstance(v, float)))
 
+    beat.stop()  # from here the job's state changes only in the publish transaction
+    beat.join()
+    log.write(f"publishing adapter sha256:{adapter.digest}")
+    log_uri = log.upload()
+
     def on_commit(session: Any, row: Any) -> None:
-        jobs.succeed_in_session(session, job_id, attempt, row.id)
+        jobs.succeed_in_session(session, job_id, attempt, row.id, log_uri=log_uri)
 
     with tempfile.TemporaryDirectory(prefix="zoo-publish-") as tmp:
         path = Path(tmp) / "adapter.safetensors"
-        adapter.save(path)
-        published = publish(catalog, open_store(store_url), path, name=spec.name,
+        path.write_bytes(adapter.to_bytes())  # a temp file: the store's upload is what fsyncs
+        published = publish(catalog, _store(store_url), path, name=spec.name,
                             tags=spec.tags, aliases=[spec.alias] if spec.alias else [],
-                            job_id=job_id, dataset_fingerprint=fingerprint(train_path),
+                            job_id=job_id, dataset_fingerprint=_data_digest(spec, train_path),
                             on_commit=on_commit)
     if last_ckpt["uri"]:
         artifacts.delete(staging.digest_of(last_ckpt["uri"]))
     return published.id
+
+
+def _data_digest(spec: JobSpec, local_path: str) -> str:
+    """sha256 of the training file: known from its content-addressed URI, else computed."""
+    if spec.data.train.startswith(staging.BLOB_SCHEME):
+        return staging.digest_of(spec.data.train)
+    from zoo.data import fingerprint
+
+    return fingerprint(local_path)
 
 
 def remote_train_task() -> Any:

@@ -99,7 +99,7 @@ def test_embedded_submit_ls_show_logs_wait(tmp_path, initialised, runner, tiny_m
     shown = json.loads(runner.invoke(cli, ["jobs", "show", job_id[:12], "--json"]).stdout)
     assert shown["id"] == job_id and shown["state"] == "SUCCEEDED" and shown["node"]
     log = runner.invoke(cli, ["jobs", "logs", job_id, "--follow"])
-    assert log.exit_code == 0 and "step 2/2" in log.stdout and "published adapter" in log.stdout
+    assert log.exit_code == 0 and "step 2/2" in log.stdout and "publishing adapter" in log.stdout
     waited = runner.invoke(cli, ["jobs", "wait", *out["job_ids"]])
     assert waited.exit_code == 0 and waited.stdout.count("SUCCEEDED") == 2
     adapters = json.loads(runner.invoke(cli, ["ls", "tag:test", "--json"]).stdout)

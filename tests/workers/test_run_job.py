@@ -26,7 +26,7 @@ def test_run_job_publishes_once_and_records_everything(staged_job, local_zoo, ca
     assert view.checkpoint_uri is None and view.log_uri and view.finished_at
     log = staging.get_bytes(staging.open_artifacts(local_zoo["store_url"]),
                             staging.digest_of(view.log_uri)).decode()
-    assert "step 3/3" in log and "published adapter" in log
+    assert "step 3/3" in log and "publishing adapter" in log
 
     from zoo.storage.catalog import resolve_ref
 

@@ -1,0 +1,187 @@
+"""Overhead of `zoo submit` over bare Ray tasks doing the same training work, in one run.
+
+Both sides run N trivial jobs (a tiny Llama-style model, a few steps, the same data and
+PRoLoRA config) on the same local Ray with the same per-task resources, and both reuse the base
+model loaded by a worker process for the next job (so neither pays model loading per job). The
+zoo side is the library path `zoo submit` uses in embedded mode: spec validation and the sweep,
+content-addressed staging of inputs, job rows, the train task (state transitions, heartbeat,
+log upload), and publishing every adapter (blob + catalog row + SUCCEEDED in one transaction).
+The bare side is `ray.remote` around `train_adapter` that returns the adapter bytes.
+
+    python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2]
+
+Prints wall time and jobs/s for each side and the overhead ratio zoo / bare (target <= 1.2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("ZOO_HEARTBEAT_S", "5")
+
+
+def make_tiny_model(path: Path) -> None:
+    """A tiny Llama-style causal LM (hidden 32, 2 layers) and a word-level tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "<s>", "</s>", "=", *[f"k{i}" for i in range(10)],
+             *[f"v{i}" for i in range(10)]]
+    raw = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)},
+                                     unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    raw.post_processor = processors.TemplateProcessing(single="<s> $A",
+                                                       special_tokens=[("<s>", 2)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="[PAD]", unk_token="[UNK]",
+                                  bos_token="<s>", eos_token="</s>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=64, pad_token_id=0, bos_token_id=2,
+                      eos_token_id=3, tie_word_embeddings=False)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+
+
+def write_spec(root: Path, model_dir: Path, jobs: int, steps: int) -> Path:
+    rows = [{"prompt": f"k{i} =", "completion": f" v{i}"} for i in range(10)]
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = root / "bench.yaml"
+    spec.write_text(
+        "name: bench\n"
+        f"base_model: {model_dir}\n"
+        "task: causal-lm\n"
+        "data: {train: train.jsonl}\n"
+        "prolora: {r: 4, unshared_r: 1, share_a: 2, share_b: 2, alpha: 8,"
+        " target_modules: [q_proj, v_proj]}\n"
+        f"train: {{max_steps: {steps}, lr: 1.0e-3, batch_size: 4, max_length: 16,"
+        " checkpoint_every: 0}\n"
+        "resources: {cpus: 1}\n"
+        "retries: 1\n"
+        "tags: [bench]\n"
+        f"sweep: {{train.seed: {list(range(jobs))}}}\n")
+    return spec
+
+
+_BARE_CACHE: dict[str, Any] = {}
+
+
+def bare_job(model_dir: str, train_path: str, prolora: Any, options: Any) -> int:
+    """The same training work with no zoo machinery: returns the adapter's byte size."""
+    from zoo.models import load_base
+    from zoo.train import train_adapter
+
+    if model_dir not in _BARE_CACHE:
+        _BARE_CACHE[model_dir] = load_base(model_dir, "causal-lm")
+    model, tokenizer = _BARE_CACHE[model_dir]
+    result = train_adapter(base_model=model_dir, task="causal-lm", train_path=train_path,
+                           eval_path=None, prolora=prolora, options=options, model=model,
+                           tokenizer=tokenizer)
+    return len(result.adapter.to_bytes())
+
+
+def run_bare(specs: list[Any], model_dir: Path, train_path: Path) -> float:
+    import ray
+
+    from zoo.train import TrainOptions
+
+    task = ray.remote(max_calls=0)(bare_job)
+    start = time.perf_counter()
+    refs = []
+    for spec in specs:
+        t = spec.train
+        options = TrainOptions(max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size,
+                               max_length=t.max_length, seed=t.seed,
+                               checkpoint_every=t.checkpoint_every)
+        refs.append(task.options(num_cpus=spec.resources.cpus).remote(
+            str(model_dir), str(train_path), spec.prolora, options))
+    pending = refs
+    while pending:
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=5)
+    sizes = ray.get(refs)
+    assert all(size > 0 for size in sizes)
+    return time.perf_counter() - start
+
+
+def run_zoo(spec_path: Path, catalog_url: str, store_url: str) -> tuple[float, int]:
+    from zoo.jobspec import load_specs
+    from zoo.workers.submit import submit
+
+    start = time.perf_counter()
+    specs = load_specs(spec_path)  # validation + sweep expansion are part of `zoo submit`
+    result = submit(specs, catalog_url=catalog_url, store_url=store_url, address=None,
+                    wait=True)
+    elapsed = time.perf_counter() - start
+    if not result.ok:
+        bad = {k: v for k, v in result.states.items() if v != "SUCCEEDED"}
+        raise SystemExit(f"zoo jobs did not all succeed: {list(bad.items())[:3]}")
+    return elapsed, len(result.job_ids)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs = concurrent jobs")
+    parser.add_argument("--warmup", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="zoo-submit-bench-") as tmp:
+        root = Path(tmp)
+        home = root / "home"
+        home.mkdir()
+        os.environ["ZOO_HOME"] = str(home)
+        for var in ("ZOO_CATALOG_URL", "ZOO_STORE_URL", "RAY_ADDRESS"):
+            os.environ.pop(var, None)
+        model_dir = root / "model"
+        make_tiny_model(model_dir)
+
+        import ray
+
+        from zoo.jobspec import load_specs
+        from zoo.settings import resolve_settings
+        from zoo.storage.db import init_catalog
+
+        settings = resolve_settings()
+        init_catalog(settings.catalog_url)
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+
+        warm = root / "warm"
+        warm.mkdir()
+        warm_spec = write_spec(warm, model_dir, args.warmup * args.cpus, args.steps)
+        bench = root / "bench"
+        bench.mkdir()
+        spec_path = write_spec(bench, model_dir, args.jobs, args.steps)
+        specs = load_specs(spec_path)
+
+        # warm-up: start the worker processes and load the base model on both paths
+        run_zoo(warm_spec, settings.catalog_url, settings.store_url)
+        run_bare(load_specs(warm_spec), model_dir, warm / "train.jsonl")
+
+        bare_s = run_bare(specs, model_dir, bench / "train.jsonl")
+        zoo_s, n = run_zoo(spec_path, settings.catalog_url, settings.store_url)
+        ray.shutdown()
+
+    print(f"submit bench: {n} jobs x {args.steps} steps, tiny causal LM, {args.cpus} Ray CPUs, "
+          f"SQLite catalog + local store (embedded mode)")
+    print(f"  bare Ray tasks (train_adapter only): {bare_s:8.2f} s  {n / bare_s:7.2f} jobs/s")
+    print(f"  zoo submit (stage, rows, train task, publish): {zoo_s:8.2f} s  "
+          f"{n / zoo_s:7.2f} jobs/s")
+    print(f"  overhead ratio zoo / bare: {zoo_s / bare_s:.3f}x (target <= 1.2x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
