@@ -1,0 +1,47 @@
+"""Device selection for evaluation: CPU fp32 here; CUDA + bf16 through the same code on a GPU."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from evalkit import LLAMA_TARGETS, char_tokenizer, make_adapter, random_config, write_lm_data
+
+from zoo.batch_eval import evaluate_many, load_base_for, load_dataset
+
+
+@pytest.fixture
+def saved_base(tmp_path):
+    from evalkit import tiny_llama
+
+    model = tiny_llama()
+    model.save_pretrained(str(tmp_path / "base"))
+    char_tokenizer(tmp_path / "base")
+    adapters = [make_adapter(model, random_config(random.Random(i), LLAMA_TARGETS), seed=i,
+                             base_model=str(tmp_path / "base"), task="causal-lm")
+                for i in range(4)]
+    return tmp_path, adapters
+
+
+def test_cpu_is_fp32_without_autocast(saved_base):
+    tmp, adapters = saved_base
+    model, tok, choice = load_base_for(adapters[0], device="cpu")
+    assert (choice.device, choice.autocast_dtype) == ("cpu", None)
+    assert next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_matches_cpu(saved_base):
+    tmp, adapters = saved_base
+    data_path = write_lm_data(tmp / "lm.jsonl", 8)
+    out = {}
+    for device in ("cpu", "cuda"):
+        model, tok, choice = load_base_for(adapters[0], device=device)
+        data = load_dataset("causal-lm", data_path, tok)
+        out[device] = evaluate_many(model, tok, data, adapters, batch_size=8,
+                                    autocast_dtype=choice.autocast_dtype)
+    assert choice.device == "cuda" and choice.autocast_dtype == "bfloat16"
+    for cpu, gpu in zip(out["cpu"], out["cuda"], strict=True):
+        assert gpu.metrics["loss"] == pytest.approx(cpu.metrics["loss"], rel=3e-2)
