@@ -191,9 +191,10 @@ def wait(job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None
     from zoo.workers import jobs as job_api
     from zoo.workers.submit import wait_jobs
 
-    with _catalog(_settings()) as catalog:
+    settings = _settings()
+    with _catalog(settings) as catalog:
         ids = [job_api.get_job(catalog, j).id for j in job_ids]
-        states = wait_jobs(catalog, ids, timeout=timeout)
+        states = wait_jobs(catalog, ids, timeout=timeout, address=settings.ray_address)
     if as_json:
         _echo_json(states)
     else:

@@ -53,8 +53,12 @@ def _is_ray_worker(pid: int) -> bool:
 
 
 def cancel_jobs(catalog: Any, job_ids: Sequence[str], *, wait_s: float = 30.0,
-                ) -> dict[str, str]:
-    """Cancel each job; returns job id → outcome text (``cancelled``, ``already SUCCEEDED``…)."""
+                kill_local: bool = True) -> dict[str, str]:
+    """Cancel each job; returns job id → outcome text (``cancelled``, ``already SUCCEEDED``…).
+
+    ``kill_local=False`` leaves the killing to the worker's heartbeat (what happens for a
+    worker on another machine).
+    """
     outcomes: dict[str, str] = {}
     to_watch: list[tuple[str, int]] = []
     here = socket.gethostname()
@@ -67,8 +71,8 @@ def cancel_jobs(catalog: Any, job_ids: Sequence[str], *, wait_s: float = 30.0,
             outcomes[view.id] = f"already {jobs.get_job(catalog, view.id).state}"
             continue
         outcomes[view.id] = "cancelled"
-        if view.state == jobs.RUNNING and view.worker_pid and (view.node or "").split(":")[0] == here \
-                and _is_ray_worker(view.worker_pid):
+        if kill_local and view.state == jobs.RUNNING and view.worker_pid \
+                and (view.node or "").split(":")[0] == here and _is_ray_worker(view.worker_pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(view.worker_pid, signal.SIGKILL)
             to_watch.append((view.id, view.worker_pid))

@@ -70,21 +70,25 @@ def submit(specs: Sequence[JobSpec], *, catalog_url: str, store_url: str,
     from zoo.storage.models import new_id
 
     say = echo or (lambda _msg: None)
-    if address:
+    client = None
+    if address:  # reach (and authenticate to) the cluster before writing anything
         _require_shared(catalog_url, store_url)
+        from zoo.workers.cluster import job_client
+
+        client = job_client(address)
     catalog = open_catalog(catalog_url)
     try:
         staged = staging.stage_inputs(list(specs), store_url,
                                       on_upload=lambda p: say(f"uploading {p}"))
         sweep_id = new_id()
         job_ids = jobs.create_jobs(catalog, staged, sweep_id=sweep_id)
-        if address:
-            submission_id = _submit_to_cluster(address, sweep_id, catalog_url, store_url,
-                                               staged)
+        if client is not None:
+            submission_id = _submit_to_cluster(client, address, sweep_id, catalog_url,
+                                               store_url, staged)
             jobs.set_ray_refs(catalog, {j: f"ray-job:{submission_id}" for j in job_ids})
             result = SubmitResult(job_ids, sweep_id, "cluster", submission_id)
             if wait:
-                result.states = wait_jobs(catalog, job_ids)
+                result.states = wait_jobs(catalog, job_ids, address=address)
             return result
         from zoo.workers.cluster import connect
 
@@ -96,11 +100,8 @@ def submit(specs: Sequence[JobSpec], *, catalog_url: str, store_url: str,
         catalog.close()
 
 
-def _submit_to_cluster(address: str, sweep_id: str, catalog_url: str, store_url: str,
-                       specs: Sequence[JobSpec]) -> str:
-    from zoo.workers.cluster import job_client
-
-    client = job_client(address)
+def _submit_to_cluster(client: Any, address: str, sweep_id: str, catalog_url: str,
+                       store_url: str, specs: Sequence[JobSpec]) -> str:
     python = os.environ.get("ZOO_DRIVER_PYTHON", "python")
     entrypoint = " ".join([python, "-m", "zoo.workers.driver", "--sweep", shlex.quote(sweep_id)])
     env = {"ZOO_FORWARDED_CATALOG_URL": _strip_password(catalog_url),
@@ -226,13 +227,45 @@ class _Progress:
         self.bar.stop()
 
 
+def reconcile_with_ray(catalog: Any, views: Sequence[jobs.JobView], address: str) -> None:
+    """Fail active jobs whose Ray job (the driver of their submission) has ended.
+
+    A driver that crashed before launching its tasks leaves PENDING rows nobody will run.
+    """
+    by_submission: dict[str, list[jobs.JobView]] = {}
+    for view in views:
+        if not view.terminal and (view.ray_ref or "").startswith("ray-job:"):
+            by_submission.setdefault(view.ray_ref.split(":", 1)[1], []).append(view)
+    if not by_submission:
+        return
+    from zoo.workers.cluster import job_client
+
+    client = job_client(address)
+    for submission_id, group in by_submission.items():
+        info = client.get_job_info(submission_id)
+        status = str(getattr(info.status, "value", info.status))
+        if status in ("FAILED", "STOPPED", "SUCCEEDED"):
+            message = " ".join(str(info.message or "").split())[:300]
+            for view in group:
+                jobs.mark_failed(catalog, view.id, f"its Ray job {submission_id} ended "
+                                 f"({status}) without finishing it: {message}")
+
+
 def wait_jobs(catalog: Any, job_ids: Sequence[str], *, timeout: float | None = None,
-              poll_s: float = 1.0) -> dict[str, str]:
-    """Poll the catalog until every job is terminal (reaping dead workers' jobs)."""
+              poll_s: float = 1.0, address: str | None = None) -> dict[str, str]:
+    """Poll the catalog until every job is terminal (reaping dead workers' jobs).
+
+    With ``address`` (cluster mode), jobs whose Ray job ended are failed too.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
+    checked = 0.0
     while True:
         jobs.reap_stale(catalog)
         views = jobs.list_jobs(catalog, ids=job_ids)
+        if address and time.monotonic() - checked > 10 * poll_s:
+            checked = time.monotonic()
+            reconcile_with_ray(catalog, views, address)
+            views = jobs.list_jobs(catalog, ids=job_ids)
         states = {v.id: v.state for v in views}
         if all(v.terminal for v in views):
             return states
@@ -241,4 +274,4 @@ def wait_jobs(catalog: Any, job_ids: Sequence[str], *, timeout: float | None = N
         time.sleep(poll_s)
 
 
-__all__ = ["SubmitResult", "run_jobs", "submit", "wait_jobs"]
+__all__ = ["SubmitResult", "reconcile_with_ray", "run_jobs", "submit", "wait_jobs"]

@@ -103,3 +103,18 @@ def test_cancel_running_job_kills_the_process(tmp_path, tiny_model_dir, local_zo
     assert final.state == "CANCELLED" and final.error == "cancelled by user"
     assert adapters_of(catalog, job_id) == 0
     assert control.cancel_jobs(catalog, [job_id]) == {job_id: "already CANCELLED"}
+
+
+def test_cancel_from_another_machine_the_heartbeat_kills_the_worker(tmp_path, tiny_model_dir,
+                                                                    local_zoo, catalog):
+    job_id, thread, out = start(tmp_path, tiny_model_dir, local_zoo, catalog, retries=0,
+                                steps=20000)
+    view = wait_for(lambda: running_with_checkpoint(catalog, job_id), what="a checkpoint")
+    assert control.cancel_jobs(catalog, [job_id], kill_local=False) == {job_id: "cancelled"}
+    # nobody here kills it: the worker's heartbeat sees CANCELLED and ends its own process
+    wait_for(lambda: not control.pid_alive(view.worker_pid), timeout=60,
+             what="the worker to kill itself")
+    thread.join(timeout=300)
+    assert out["states"] == {job_id: "CANCELLED"}
+    _, log = control.read_log(catalog, local_zoo["store_url"], job_id)
+    assert "job is CANCELLED: stopping this worker" in log.decode()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,16 @@ def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3
     cluster = start_cluster({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                              "AWS_DEFAULT_REGION": "us-east-1"})
     try:
+        # a wrong token: refused with one line naming the fix, and nothing written
+        env = {**os.environ, "RAY_AUTH_TOKEN": "0" * 64, "RAY_AUTH_MODE": "token"}
+        bad = subprocess.run([str(Path(sys.executable).with_name("zoo")), "submit", str(spec),
+                              "--address", cluster.address], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert bad.returncode != 0
+        last = bad.stderr.strip().splitlines()[-1]
+        assert last.startswith("zoo: error: ") and "token" in last, bad.stderr
+        assert _job_count(pg_url) == 0
+
         runner = CliRunner()
         result = runner.invoke(cli, ["submit", str(spec), "--address", cluster.address,
                                      "--json"])
@@ -47,6 +60,7 @@ def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3
         assert out["mode"] == "cluster" and len(out["job_ids"]) == 6 and out["submission_id"]
         assert out["states"] == {}  # returned at once
 
+        monkeypatch.setenv("RAY_ADDRESS", cluster.address)  # wait also asks Ray about the job
         waited = runner.invoke(cli, ["jobs", "wait", *out["job_ids"], "--timeout", "900",
                                      "--json"])
         listed = json.loads(runner.invoke(cli, ["jobs", "ls", "--json"]).stdout)
@@ -62,6 +76,7 @@ def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3
     assert len(nodes) == 1, nodes  # one node: the one with the zoo_worker resource
     assert not (submitter_home / "cache").exists()
 
+    monkeypatch.delenv("RAY_ADDRESS")
     puller = tmp_path / "third"
     puller.mkdir()
     monkeypatch.setenv("ZOO_HOME", str(puller))
@@ -73,6 +88,16 @@ def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3
     files = sorted(p for p in out_dir.rglob("*") if p.is_file())
     digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     assert digests == {a["digest"] for a in adapters} and len(digests) == 6
+
+
+def _job_count(url: str) -> int:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        count = conn.execute(sa.text("select count(*) from jobs")).scalar()
+    engine.dispose()
+    return count
 
 
 def _logs(cluster) -> str:
