@@ -4,8 +4,10 @@ and size → atomic rename into place.
 Why: a registry that hands back a truncated or flipped file without noticing is worse than
 none. Every byte pulled is hashed on the way in; a mismatch raises IntegrityError naming the
 adapter and its digest, and the temp file is removed in ``finally``, so the output directory
-only ever holds complete, verified files. Files already present with the right digest are
-re-verified and skipped, so re-running a pull of thousands of adapters is cheap and safe.
+only ever holds complete, verified files. Native files already present are re-hashed and
+skipped when they match (a damaged one is replaced); PEFT / merged directories are skipped when
+their ``.zoo-adapter.json`` names the same digest. Re-running a pull of thousands is cheap.
+Pulled files are not fsynced: a file torn by a power cut fails the re-hash and is re-fetched.
 
 Output layout (collision-free: an id names exactly one digest, forever):
 
