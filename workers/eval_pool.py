@@ -280,7 +280,7 @@ class EvalPool:
                  max_examples: int | None = None, max_length: int = 128, force: bool = False,
                  chunk_size: int = DEFAULT_CHUNK, max_actors: int | None = None,
                  device: str | None = None, max_retries: int = 3,
-                 worker_home: str | None = None) -> None:
+                 worker_home: str | None = None, address: str | None = None) -> None:
         if batch_size < 1 or chunk_size < 1:
             raise ConfigError("batch_size and chunk_size must be >= 1")
         self.catalog, self.store_url, self.query = catalog, store_url, query
@@ -290,7 +290,7 @@ class EvalPool:
                                   max_length=max_length, metrics=metrics, device=device,
                                   home=worker_home)
         self.force, self.chunk_size, self.max_actors = force, chunk_size, max_actors
-        self.max_retries = max_retries
+        self.max_retries, self.address = max_retries, address
         self.actors: list[Any] = []
 
     def run(self, progress: ProgressFn | None = None) -> EvalSummary:
@@ -312,6 +312,9 @@ class EvalPool:
         if not queue:
             summary.elapsed_s = time.perf_counter() - start
             return summary
+        from zoo.workers.cluster import connect
+
+        connect(self.address)  # only now: nothing to do means no Ray at all
         n_actors, each = pool_size(ray.available_resources() or ray.cluster_resources(),
                                    len(queue), self.max_actors)
         data_ref = ray.put(self.data)
@@ -381,11 +384,9 @@ class EvalPool:
 def run_eval(catalog: Any, store_url: str, *, dataset: str, query: str,
              address: str | None = None, progress: ProgressFn | None = None,
              **options: Any) -> EvalSummary:
-    """Connect to Ray (embedded: a local Ray in this process) and run one evaluation."""
-    from zoo.workers.cluster import connect
-
-    connect(address)
-    return EvalPool(catalog, store_url, dataset=dataset, query=query, **options).run(progress)
+    """One evaluation; Ray is connected (embedded: started in this process) only if needed."""
+    return EvalPool(catalog, store_url, dataset=dataset, query=query, address=address,
+                    **options).run(progress)
 
 
 # ------------------------------------------------------------------------------ reading back
