@@ -45,3 +45,21 @@ def test_cuda_bf16_matches_cpu(saved_base):
     assert choice.device == "cuda" and choice.autocast_dtype == "bfloat16"
     for cpu, gpu in zip(out["cpu"], out["cuda"], strict=True):
         assert gpu.metrics["loss"] == pytest.approx(cpu.metrics["loss"], rel=3e-2)
+
+
+def test_seq_cls_base_gets_the_adapters_head_size(tmp_path):
+    from evalkit import BERT_TARGETS, tiny_bert_cls, write_cls_data
+
+    base = tiny_bert_cls(num_labels=3)
+    base.save_pretrained(str(tmp_path / "bert"))
+    char_tokenizer(tmp_path / "bert")
+    adapters = [make_adapter(base, random_config(random.Random(i), BERT_TARGETS,
+                                                 modules_to_save=("classifier",)),
+                             seed=i, base_model=str(tmp_path / "bert"), task="seq-cls")
+                for i in range(3)]
+    model, tok, choice = load_base_for(adapters[0])
+    assert model.config.num_labels == 3 and choice.device in ("cpu", "cuda")
+    data = load_dataset("seq-cls", write_cls_data(tmp_path / "cls.jsonl", 6), tok)
+    results = evaluate_many(model, tok, data, adapters, batch_size=4,
+                            autocast_dtype=choice.autocast_dtype)
+    assert all(r.error is None and 0 <= r.metrics["accuracy"] <= 1 for r in results)

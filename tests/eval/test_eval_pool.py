@@ -34,10 +34,12 @@ def test_flipped_byte_is_an_error_row_and_runs_resume(ray_local, embedded_zoo):
 
     # resumable: only the failed adapter is tried again; --force redoes everything
     again = EvalPool(z.catalog, z.settings.store_url, dataset=str(z.data),
-                     query="task=causal-lm", metrics=["loss"], worker_home=z.worker_home).run()
+                     query="task=causal-lm", metrics=["loss"], max_actors=1,
+                     worker_home=z.worker_home).run()
     assert (again.skipped, again.evaluated, again.errors) == (9, 0, 1)
     forced = EvalPool(z.catalog, z.settings.store_url, dataset=str(z.data), query="name~rand-1-1",
-                      metrics=["loss"], force=True, worker_home=z.worker_home).run()
+                      metrics=["loss"], force=True, max_actors=1,
+                      worker_home=z.worker_home).run()
     assert forced.skipped == 0 and forced.evaluated == 1
 
 
