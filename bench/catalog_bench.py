@@ -314,7 +314,7 @@ def main() -> None:
     ap.add_argument("--skip-mlflow", action="store_true")
     args = ap.parse_args()
 
-    t_start = time.time()
+    t_start, load0 = time.time(), os.getloadavg()
     work = tempfile.mkdtemp(prefix="zoo-catalog-bench-")
     items = synth(args.n)
     backends: dict[str, str] = {"sqlite": f"sqlite:///{work}/catalog.db"}
@@ -348,7 +348,9 @@ def main() -> None:
             fn()
         shutil.rmtree(work, ignore_errors=True)
     report(results, cold, args)
-    print(f"total bench time {time.time() - t_start:.0f}s")
+    print(f"total bench time {time.time() - t_start:.0f}s; machine: {os.cpu_count()} CPUs, "
+          f"load average at start {load0[0]:.1f}, at end {os.getloadavg()[0]:.1f} "
+          "(a load above the CPU count inflates every absolute figure; ratios are side by side)")
 
 
 def report(results: dict[str, dict[str, tuple]], cold: dict[str, float], args: Any) -> None:

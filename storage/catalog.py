@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, cast, delete, literal, null, select, union_all
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    delete,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, joinedload, object_session
 
@@ -149,25 +160,35 @@ class Extras:
     evals: list[tuple[int, str, str, float | None]] = field(default_factory=list)
 
 
+def _extras_statement() -> Any:
+    """Tags, aliases and eval results of a set of adapters (``:ids``), as one UNION ALL.
+
+    Built once with an expanding parameter, so its compiled form is cached and reused."""
+    ids = bindparam("ids", expanding=True)
+    nul_f, nul_i = cast(null(), Float), cast(null(), Integer)
+    return union_all(
+        select(literal("t", String).label("k"), TagRow.adapter_id.label("aid"),
+               TagRow.key.label("a"), TagRow.value.label("b"), nul_f.label("v"),
+               nul_i.label("n")).where(TagRow.adapter_id.in_(ids)),
+        select(literal("a", String), AliasRow.adapter_id, AliasRow.name, AliasRow.alias,
+               nul_f, nul_i).where(AliasRow.adapter_id.in_(ids)),
+        select(literal("e", String), EvalResult.adapter_id, EvalResult.dataset_name,
+               EvalResult.metric, EvalResult.value, EvalResult.id)
+        .where(EvalResult.adapter_id.in_(ids)),
+    )
+
+
+_EXTRAS_STMT = _extras_statement()
+
+
 def load_extras(session: Session, rows: Sequence[Adapter], chunk: int = 500) -> None:
     """Attach tags, aliases and eval results to ``rows`` with one UNION ALL query per chunk
     (one round trip for a page, instead of one per relationship or per row)."""
     by_id: dict[str, Extras] = {r.id: Extras() for r in rows}
     ids = list(by_id)
-    nul_f, nul_i = cast(null(), Float), cast(null(), Integer)
     for lo in range(0, len(ids), chunk):
-        part = ids[lo:lo + chunk]
-        stmt = union_all(
-            select(literal("t", String).label("k"), TagRow.adapter_id.label("aid"),
-                   TagRow.key.label("a"), TagRow.value.label("b"), nul_f.label("v"),
-                   nul_i.label("n")).where(TagRow.adapter_id.in_(part)),
-            select(literal("a", String), AliasRow.adapter_id, AliasRow.name, AliasRow.alias,
-                   nul_f, nul_i).where(AliasRow.adapter_id.in_(part)),
-            select(literal("e", String), EvalResult.adapter_id, EvalResult.dataset_name,
-                   EvalResult.metric, EvalResult.value, EvalResult.id)
-            .where(EvalResult.adapter_id.in_(part)),
-        )
-        for kind, aid, a, b, value, n in session.execute(stmt):
+        result = session.execute(_EXTRAS_STMT, {"ids": ids[lo:lo + chunk]})
+        for kind, aid, a, b, value, n in result:
             extra = by_id[aid]
             if kind == "t":
                 extra.tags.append(f"{a}={b}" if b else a)
@@ -497,6 +518,11 @@ def _metrics(evals: Sequence[tuple[int, str, str, float | None]],
     return dict(sorted(latest.items())), by_dataset
 
 
+_COLUMNS_OUT = ("id", "name", "digest", "size", "task", "r", "unshared_r", "share_a", "share_b",
+                "stride_a", "stride_b", "rotation", "init", "alpha", "dtype", "params",
+                "created_at", "job_id", "dataset_fingerprint")
+
+
 def adapter_to_dict(row: Adapter, *, config: bool = True) -> dict[str, Any]:
     """The ``--json`` object of an adapter (loaded by resolve_ref/list_adapters/add_*).
 
@@ -510,33 +536,15 @@ def adapter_to_dict(row: Adapter, *, config: bool = True) -> dict[str, Any]:
         load_extras(session, [row])
         extra = getattr(row, _EXTRAS)
     metrics, by_dataset = _metrics(extra.evals)
-    out = {
-        "id": row.id,
-        "name": row.name,
-        "digest": row.digest,
-        "size": row.size,
-        "base_model": row.base_model.name,
-        "base_model_digest": row.base_model.digest,
-        "task": row.task,
-        "r": row.r,
-        "unshared_r": row.unshared_r,
-        "share_a": row.share_a,
-        "share_b": row.share_b,
-        "stride_a": row.stride_a,
-        "stride_b": row.stride_b,
-        "rotation": row.rotation,
-        "init": row.init,
-        "alpha": row.alpha,
-        "dtype": row.dtype,
-        "params": row.params,
-        "tags": list(extra.tags),
-        "aliases": list(extra.aliases),
-        "metrics": metrics,
-        "metrics_by_dataset": by_dataset,
-        "created_at": row.created_at.isoformat(),
-        "job_id": row.job_id,
-        "dataset_fingerprint": row.dataset_fingerprint,
-    }
+    # Loaded column values straight from the instance dict (no descriptor per attribute).
+    loaded = row.__dict__
+    out = {k: loaded[k] if k in loaded else getattr(row, k) for k in _COLUMNS_OUT}
+    base = row.base_model
+    out.update(
+        base_model=base.name, base_model_digest=base.digest, tags=list(extra.tags),
+        aliases=list(extra.aliases), metrics=metrics, metrics_by_dataset=by_dataset,
+        created_at=out["created_at"].isoformat(),
+    )
     if config:
         out["config"] = json.loads(row.config)
     return out
