@@ -29,7 +29,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    text,
+    func,
+    literal_column,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -95,14 +96,18 @@ class BaseModel(Base):
     __tablename__ = "base_models"
     __table_args__ = (
         UniqueConstraint("name", "digest"),
-        # NULLs are distinct in a unique constraint: one row per name without a digest.
-        Index("uq_base_models_name_nodigest", "name", unique=True,
-              sqlite_where=text("digest IS NULL"), postgresql_where=text("digest IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(512))
     digest: Mapped[str | None] = mapped_column(String(128))
+
+
+# NULLs are distinct in a unique constraint: this expression index also makes a digest-less
+# base model unique per name (no dialect-specific options such as postgresql_where: those
+# would load the PostgreSQL dialect on every SQLite-only CLI start).
+Index("uq_base_models_name_nodigest", BaseModel.name,
+      func.coalesce(BaseModel.digest, literal_column("''")), unique=True)
 
 
 class Adapter(Base):

@@ -181,3 +181,16 @@ def test_prefix_upper_bound_stays_in_the_id_alphabet():
     assert _prefix_upper_bound("01m9") == "01ma"
     assert _prefix_upper_bound("01mz") == "01n"
     assert _prefix_upper_bound("zzzz") is None
+
+
+def test_base_model_without_digest_is_unique_per_name(catalog):
+    import sqlalchemy as sa
+
+    from zoo.storage.models import BaseModel
+
+    with catalog.transaction() as s:
+        s.add(BaseModel(name="m", digest=None))
+    with pytest.raises(sa.exc.IntegrityError), catalog.transaction() as s:
+        s.add(BaseModel(name="m", digest=None))
+    with catalog.transaction() as s:
+        s.add(BaseModel(name="m", digest="d" * 64))  # a fingerprinted one is another row

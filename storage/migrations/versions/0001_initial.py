@@ -30,10 +30,8 @@ def upgrade() -> None:
     op.create_index(
         "uq_base_models_name_nodigest",
         "base_models",
-        ["name"],
+        ["name", sa.text("coalesce(digest, '')")],
         unique=True,
-        sqlite_where=sa.text("digest IS NULL"),
-        postgresql_where=sa.text("digest IS NULL"),
     )
     op.create_table(
         "adapters",
@@ -192,10 +190,5 @@ def downgrade() -> None:
     op.drop_index("ix_adapters_base_model_id_task_created_at_id", table_name="adapters")
     op.drop_index("ix_adapters_base_model_id_created_at_id", table_name="adapters")
     op.drop_table("adapters")
-    op.drop_index(
-        "uq_base_models_name_nodigest",
-        table_name="base_models",
-        sqlite_where=sa.text("digest IS NULL"),
-        postgresql_where=sa.text("digest IS NULL"),
-    )
+    op.drop_index("uq_base_models_name_nodigest", table_name="base_models")
     op.drop_table("base_models")
