@@ -294,10 +294,21 @@ class EvalPool:
         self.actors: list[Any] = []
 
     def run(self, progress: ProgressFn | None = None) -> EvalSummary:
-        import ray
-
+        """Evaluate every selected adapter not yet evaluated; returns the counts."""
         start = time.perf_counter()
         summary = EvalSummary(self.dataset_name, self.fingerprint)
+        queue = self._plan(summary)
+        if progress is not None:
+            progress(summary.skipped, summary.total, 0)
+        if queue:
+            from zoo.workers.cluster import connect
+
+            connect(self.address)  # only now: nothing to do means no Ray at all
+            self._schedule(queue, summary, progress)
+        summary.elapsed_s = time.perf_counter() - start
+        return summary
+
+    def _plan(self, summary: EvalSummary) -> list[tuple[Any, list[EvalItem]]]:
         items = select_items(self.catalog, self.query)
         if not items:
             raise NotFoundError(f"no adapter matches {self.query!r}")
@@ -306,25 +317,24 @@ class EvalPool:
             done = already_evaluated(self.catalog, self.fingerprint, [i.id for i in items])
             items = [i for i in items if i.id not in done]
             summary.skipped = summary.total - len(items)
-        if progress is not None:
-            progress(summary.skipped, summary.total, 0)
-        queue = plan_chunks(items, self.chunk_size)
-        if not queue:
-            summary.elapsed_s = time.perf_counter() - start
-            return summary
-        from zoo.workers.cluster import connect
+        return plan_chunks(items, self.chunk_size)
 
-        connect(self.address)  # only now: nothing to do means no Ray at all
+    def _schedule(self, queue: list[tuple[Any, list[EvalItem]]], summary: EvalSummary,
+                  progress: ProgressFn | None) -> None:
+        """One chunk in flight per actor; ``ray.wait`` for the next result; requeue on death."""
+        import ray
+
         n_actors, each = pool_size(ray.available_resources() or ray.cluster_resources(),
                                    len(queue), self.max_actors)
         data_ref = ray.put(self.data)
         actor_cls = ray.remote(max_restarts=0, max_task_retries=0, **each)(EvalWorker)
 
         def start_actor() -> Any:
-            return actor_cls.remote(self.store_url, data_ref, self.dataset_name,
-                                    threads=int(each.get("num_cpus", 1)), **self.worker_kwargs)
+            actor = actor_cls.remote(self.store_url, data_ref, self.dataset_name,
+                                     threads=int(each.get("num_cpus", 1)), **self.worker_kwargs)
+            self.actors.append(actor)
+            return actor
 
-        self.actors = [start_actor() for _ in range(n_actors)]
         attempts: dict[int, int] = {}
         in_flight: dict[Any, tuple[Any, int]] = {}  # ref -> (actor, chunk number)
         chunks = dict(enumerate(queue))
@@ -334,40 +344,28 @@ class EvalPool:
             if pending:
                 n = pending.pop(0)
                 group, members = chunks[n]
-                ref = actor.evaluate.remote(group, [vars(m) for m in members])
-                in_flight[ref] = (actor, n)
+                in_flight[actor.evaluate.remote(group, [vars(m) for m in members])] = (actor, n)
 
-        for actor in self.actors:
-            submit(actor)
         try:
+            for _ in range(n_actors):
+                submit(start_actor())
             while in_flight:
                 [ref], _ = ray.wait(list(in_flight), num_returns=1)
                 actor, n = in_flight.pop(ref)
                 try:
                     results = ray.get(ref)
                 except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                    self.actors.remove(actor)
                     attempts[n] = attempts.get(n, 0) + 1
-                    if actor in self.actors:
-                        self.actors.remove(actor)
-                    if attempts[n] > self.max_retries:
-                        results = [_error(m.id, exc) for m in chunks[n][1]]
-                    else:
+                    if attempts[n] <= self.max_retries:
                         summary.retried_chunks += 1
-                        pending.insert(0, n)  # another actor takes it next
-                        replacement = start_actor()
-                        self.actors.append(replacement)
-                        submit(replacement)
+                        pending.insert(0, n)  # a fresh actor takes it next
+                        submit(start_actor())
                         continue
+                    results = [_error(m.id, exc) for m in chunks[n][1]]
                 except ray.exceptions.RayTaskError as exc:  # a bug in the chunk, not the actor
                     results = [_error(m.id, exc.cause or exc) for m in chunks[n][1]]
-                write_results(self.catalog, results, fingerprint=self.fingerprint,
-                              dataset_name=self.dataset_name)
-                for res in results:
-                    if res["error"]:
-                        summary.errors += 1
-                        summary.error_messages[res["id"]] = res["error"]
-                    else:
-                        summary.evaluated += 1
+                self._record(results, summary)
                 if actor in self.actors:
                     submit(actor)
                 if progress is not None:
@@ -377,8 +375,17 @@ class EvalPool:
             for actor in self.actors:
                 ray.kill(actor)
             self.actors = []
-        summary.elapsed_s = time.perf_counter() - start
-        return summary
+
+    def _record(self, results: list[dict[str, Any]], summary: EvalSummary) -> None:
+        """Write one chunk's results (one transaction), then count them."""
+        write_results(self.catalog, results, fingerprint=self.fingerprint,
+                      dataset_name=self.dataset_name)
+        for res in results:
+            if res["error"]:
+                summary.errors += 1
+                summary.error_messages[res["id"]] = res["error"]
+            else:
+                summary.evaluated += 1
 
 
 def run_eval(catalog: Any, store_url: str, *, dataset: str, query: str,
