@@ -14,7 +14,7 @@ Tasks (small on purpose: the whole table runs in < 15 minutes on 2 CPU cores):
    targets + a fresh head trained in every run; 50 steps, so it measures how fast each
    method learns; eval accuracy on 300 held-out reviews).
 2. ``lookup``: a frozen random tiny Llama (hidden 64, 2 layers, all seven projections) learns a
-   60-entry key -> value table (causal-lm; eval exact match and completion loss on the same keys —
+   150-entry key -> value table (causal-lm; eval exact match and completion loss on the same keys —
    a capacity test, where rank should matter).
 3. ``negation``: a frozen random tiny BERT (hidden 64, 2 layers, q/v targets + head) classifies
    "the X is (not) ADJ", optionally after "... but": the polarity of the last clause's adjective,
@@ -108,7 +108,7 @@ def reset_classifier(model: Any, seed: int) -> None:
 def setup_lookup(tmp: Path) -> tuple[Any, Any, str, str, str]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    keys, values = [f"k{i}" for i in range(60)], [f"v{i}" for i in range(20)]
+    keys, values = [f"k{i}" for i in range(150)], [f"v{i}" for i in range(30)]
     tok = _word_tokenizer(["the", "of", "is", *keys, *values], bert=False)
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
