@@ -161,3 +161,17 @@ def test_options_validation_and_schedule():
     o = TrainOptions(max_steps=100, lr=1.0, warmup_steps=10)
     assert [o.lr_at(s, 100) for s in (0, 9, 10, 55, 99)] == pytest.approx(
         [0.1, 1.0, 1.0, 0.5, 1 / 90])
+
+
+@pytest.mark.gpu
+def test_cuda_training_uses_bf16_autocast_with_fp32_adapter(llama_dir, lm_files):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    result = run_llama(llama_dir, lm_files, TrainOptions(max_steps=30, lr=1e-2, batch_size=16),
+                       eval_path=str(lm_files[1]), device="cuda")
+    m = result.metrics
+    assert m["train_loss"] < m["train_loss_first"] - 0.3, m
+    assert result.adapter.config["dtype"] == "float32"
+    assert all(t.device.type == "cpu" for t in result.adapter.tensors.values())
