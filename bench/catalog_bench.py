@@ -146,9 +146,9 @@ def seed_zoo(url: str, items: list[dict[str, Any]]) -> None:
     with cat.engine.begin() as conn:
         for lo in range(0, len(aliases), chunk):
             conn.execute(sa.insert(AliasRow.__table__), aliases[lo:lo + chunk])
-    with cat.engine.connect() as conn:  # planner statistics, as after a while in production
-        conn.exec_driver_sql("ANALYZE")
-        conn.commit()
+    # Planner statistics and (PG) the visibility map, as autovacuum leaves a live catalog.
+    with cat.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE" if cat.dialect == "postgresql" else "ANALYZE")
     cat.close()
 
 

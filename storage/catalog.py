@@ -2,8 +2,8 @@
 
 The caller owns the transaction (``with catalog.transaction() as s:`` or ``catalog.run(fn)``),
 so one logical change — e.g. publish = adapter row + tags + aliases + job update — commits
-atomically. Every input is validated before the first write. Pages batch-load tags, aliases and
-eval results (one query each), never one query per row.
+atomically. Every input is validated before the first write. A page of adapters loads its
+tags, aliases and eval results in ONE extra query (``load_extras``), never one query per row.
 """
 
 from __future__ import annotations
@@ -36,7 +36,16 @@ from zoo.errors import (
     InvalidNameError,
     NotFoundError,
 )
-from zoo.storage.models import Adapter, AdapterRow, AliasRow, BaseModel, EvalResult, TagRow, utcnow
+from zoo.storage.models import (
+    Adapter,
+    AdapterRow,
+    AliasRow,
+    BaseModel,
+    EvalResult,
+    TagRow,
+    new_id,
+    utcnow,
+)
 from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
 from zoo.storage.refs import (
     ID_ALPHABET,
@@ -52,7 +61,7 @@ from zoo.storage.refs import (
 __all__ = [
     "AdapterRow", "Page", "add_adapter", "resolve_ref", "resolve_many", "add_tags",
     "remove_tags", "set_alias", "remove_alias", "list_aliases", "referenced_digests",
-    "list_adapters", "iter_adapters", "adapter_to_dict", "LOADERS",
+    "list_adapters", "iter_adapters", "adapter_to_dict", "load_extras", "LOADERS",
 ]
 
 # Explicit loaders (relationships are lazy="raise"): the base model rides along in the page
@@ -270,11 +279,13 @@ def add_adapter(
     existing = _existing(session, name, digest, job_id)
     if existing is None:
         base = _base_model(session, cols.pop("base_model"), cols.pop("base_model_digest"))
+        created_at = created_at or utcnow()
         row = Adapter(
+            id=new_id(int(created_at.timestamp() * 1000)),  # id order == creation order
             name=name, digest=digest, size=size, base_model_id=base.id, params=params,
             config=json.dumps(config, sort_keys=True, separators=(",", ":")),
             job_id=job_id, dataset_fingerprint=dataset_fingerprint,
-            created_at=created_at or utcnow(), **cols,
+            created_at=created_at, **cols,
         )
         try:
             with session.begin_nested():
@@ -478,10 +489,7 @@ def list_adapters(
     page = Page(r[0] for r in rows)
     load_extras(session, page)
     if rows and limit is not None and len(rows) == limit:
-        last_value = rows[-1][1]
-        if isinstance(last_value, datetime) and spec.field == "created":
-            last_value = rows[-1][0].created_at
-        page.next_after = (last_value, rows[-1][0].id)
+        page.next_after = (rows[-1][1], rows[-1][0].id)
     return page
 
 

@@ -170,7 +170,8 @@ class Catalog:
 def _make_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return sa.create_engine(url)
+    # Catalog lookups are small indexed reads: parallel workers only add start-up latency.
+    return sa.create_engine(url, connect_args={"options": "-c max_parallel_workers_per_gather=0"})
 
 
 def _sqlite_path(url: str) -> Path | None:

@@ -116,13 +116,13 @@ class Adapter(Base):
     __tablename__ = "adapters"
     __table_args__ = (
         UniqueConstraint("name", "digest"),  # pushing the same bytes under one name is idempotent
-        # (filter columns..., created_at, id): equality filters walk rows already in the
-        # default "-created" order, so LIMIT 50 stops early instead of sorting every match.
-        Index("ix_adapters_created_at_id", "created_at", "id"),
-        Index("ix_adapters_task_created_at_id", "task", "created_at", "id"),
-        Index("ix_adapters_base_model_id_created_at_id", "base_model_id", "created_at", "id"),
-        Index("ix_adapters_base_model_id_task_created_at_id", "base_model_id", "task",
-              "created_at", "id"),
+        # Ids are time-ordered, so "newest first" is ORDER BY id DESC. Indexes end in id:
+        # equality filters then walk rows already in that order and LIMIT 50 stops early
+        # instead of sorting every match.
+        Index("ix_adapters_created_at", "created_at"),
+        Index("ix_adapters_task_id", "task", "id"),
+        Index("ix_adapters_base_model_id_id", "base_model_id", "id"),
+        Index("ix_adapters_base_model_id_task_id", "base_model_id", "task", "id"),
         Index("ix_adapters_params", "params"),
         Index("ix_adapters_r", "r"),
     )
@@ -167,7 +167,9 @@ class TagRow(Base):
     """``label`` (value '') or ``key=value`` on one adapter."""
 
     __tablename__ = "tags"
-    __table_args__ = (Index("ix_tags_key_value", "key", "value"),)
+    # (key, value, adapter_id): a tag filter reads matching adapter ids newest-first from the
+    # index alone (ids are time-ordered) and merge-joins them with the adapters.
+    __table_args__ = (Index("ix_tags_key_value", "key", "value", "adapter_id"),)
 
     adapter_id: Mapped[str] = mapped_column(
         ForeignKey("adapters.id", ondelete="CASCADE"), primary_key=True

@@ -280,7 +280,9 @@ class Sort:
 
 
 def parse_sort(sort: str | None) -> Sort:
-    """``FIELD`` or ``-FIELD`` (descending); default ``-created`` (newest first)."""
+    """``FIELD`` or ``-FIELD`` (descending); default ``-created`` (newest first).
+
+    ``created`` sorts by the id, which encodes the creation time to the millisecond."""
     text = (sort or "-created").strip()
     descending = text.startswith("-")
     field = text.lstrip("-+")
@@ -292,6 +294,8 @@ def parse_sort(sort: str | None) -> Sort:
         expr = (select(column).where(BaseModel.id == Adapter.base_model_id)
                 .correlate(Adapter).scalar_subquery())
         return Sort(field, expr, descending, field == "base_digest")
+    if field == "created":  # ids are time-ordered (ULID-style): the pk index is the order
+        return Sort(field, Adapter.id, descending, False)
     spec = _COLUMNS.get(field)
     if spec is None:
         raise QuerySyntaxError(f"bad sort field {field!r}; allowed: {', '.join(SORT_FIELDS)} "
@@ -304,6 +308,8 @@ def order_by(sort: Sort) -> list[Any]:
     key = sort.expr.desc() if sort.descending else sort.expr.asc()
     if sort.nullable:
         key = key.nulls_last()
+    if sort.expr is Adapter.id:
+        return [key]
     tie = Adapter.id.desc() if sort.descending else Adapter.id.asc()
     return [key, tie]
 
@@ -312,6 +318,8 @@ def after_condition(sort: Sort, value: Any, last_id: str) -> ColumnElement[bool]
     """Keyset: rows strictly after (value, last_id) in ``order_by(sort)`` order."""
     e, ident = sort.expr, Adapter.id
     tie = ident < last_id if sort.descending else ident > last_id
+    if e is ident:
+        return tie
     if value is None:  # already in the NULL tail
         return and_(e.is_(None), tie)
     beyond = e < value if sort.descending else e > value

@@ -63,19 +63,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("job_id", name=op.f("uq_adapters_job_id")),
         sa.UniqueConstraint("name", "digest", name=op.f("uq_adapters_name_digest")),
     )
+    op.create_index("ix_adapters_base_model_id_id", "adapters", ["base_model_id", "id"])
     op.create_index(
-        "ix_adapters_base_model_id_created_at_id",
-        "adapters",
-        ["base_model_id", "created_at", "id"],
-        unique=False,
+        "ix_adapters_base_model_id_task_id", "adapters", ["base_model_id", "task", "id"]
     )
-    op.create_index(
-        "ix_adapters_base_model_id_task_created_at_id",
-        "adapters",
-        ["base_model_id", "task", "created_at", "id"],
-        unique=False,
-    )
-    op.create_index("ix_adapters_created_at_id", "adapters", ["created_at", "id"], unique=False)
+    op.create_index("ix_adapters_created_at", "adapters", ["created_at"])
     op.create_index(
         op.f("ix_adapters_dataset_fingerprint"), "adapters", ["dataset_fingerprint"], unique=False
     )
@@ -83,9 +75,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_adapters_name"), "adapters", ["name"], unique=False)
     op.create_index("ix_adapters_params", "adapters", ["params"], unique=False)
     op.create_index("ix_adapters_r", "adapters", ["r"], unique=False)
-    op.create_index(
-        "ix_adapters_task_created_at_id", "adapters", ["task", "created_at", "id"], unique=False
-    )
+    op.create_index("ix_adapters_task_id", "adapters", ["task", "id"])
     op.create_table(
         "aliases",
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -164,7 +154,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("adapter_id", "key", "value", name=op.f("pk_tags")),
     )
-    op.create_index("ix_tags_key_value", "tags", ["key", "value"], unique=False)
+    op.create_index("ix_tags_key_value", "tags", ["key", "value", "adapter_id"])
 
 
 def downgrade() -> None:
@@ -180,15 +170,15 @@ def downgrade() -> None:
     op.drop_table("eval_results")
     op.drop_index("ix_aliases_adapter_id", table_name="aliases")
     op.drop_table("aliases")
-    op.drop_index("ix_adapters_task_created_at_id", table_name="adapters")
+    op.drop_index("ix_adapters_task_id", table_name="adapters")
     op.drop_index("ix_adapters_r", table_name="adapters")
     op.drop_index("ix_adapters_params", table_name="adapters")
     op.drop_index(op.f("ix_adapters_name"), table_name="adapters")
     op.drop_index(op.f("ix_adapters_digest"), table_name="adapters")
     op.drop_index(op.f("ix_adapters_dataset_fingerprint"), table_name="adapters")
-    op.drop_index("ix_adapters_created_at_id", table_name="adapters")
-    op.drop_index("ix_adapters_base_model_id_task_created_at_id", table_name="adapters")
-    op.drop_index("ix_adapters_base_model_id_created_at_id", table_name="adapters")
+    op.drop_index("ix_adapters_created_at", table_name="adapters")
+    op.drop_index("ix_adapters_base_model_id_task_id", table_name="adapters")
+    op.drop_index("ix_adapters_base_model_id_id", table_name="adapters")
     op.drop_table("adapters")
     op.drop_index("uq_base_models_name_nodigest", table_name="base_models")
     op.drop_table("base_models")
