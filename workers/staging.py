@@ -62,11 +62,29 @@ def blob_uri(digest: str) -> str:
 
 
 def digest_of(uri: str) -> str:
-    """The digest in a ``zoo-blob:``/``zoo-model:``/``sha256:`` URI."""
+    """The digest in a ``zoo-blob:``/``zoo-model:``/``sha256:`` URI (``#name`` ignored)."""
+    uri = uri.split("#", 1)[0]
     for prefix in (BLOB_SCHEME, MODEL_SCHEME, "sha256:"):
         if uri.startswith(prefix):
             return uri[len(prefix):]
     raise ConfigError(f"not a zoo blob URI: {uri!r}")
+
+
+def data_name(uri: str) -> str:
+    """A human name for a data location: the original file name."""
+    if "#" in uri:
+        return uri.split("#", 1)[1]
+    return Path(uri.rstrip("/")).name or uri
+
+
+GENERIC_DIR_NAMES = {"model", "models", "weights", "checkpoint", "snapshot", "base", "hf"}
+
+
+def model_display_name(root: Path) -> str:
+    """``minilm`` for ./models/minilm; ``pkg/model`` when the directory name says nothing."""
+    if root.name.lower() in GENERIC_DIR_NAMES and root.parent.name:
+        return f"{root.parent.name}/{root.name}"
+    return root.name
 
 
 def put_file(store: BlobStore, path: str | os.PathLike[str]) -> str:
@@ -111,7 +129,8 @@ def _upload_model_dir(store: BlobStore, root: Path) -> str:
         files[rel] = put_file(store, path)
     if "config.json" not in files:
         raise ConfigError(f"base_model: {root} has no config.json (not a model directory)")
-    manifest = json.dumps({"name": root.name, "files": files}, sort_keys=True).encode()
+    manifest = json.dumps({"name": model_display_name(root), "files": files},
+                          sort_keys=True).encode()
     return put_bytes(store, manifest)
 
 
@@ -129,8 +148,8 @@ def stage_inputs(specs: list[JobSpec], store_url: str,
                 on_upload(value)
             if model:
                 done[value] = MODEL_SCHEME + _upload_model_dir(store, Path(value))
-            else:
-                done[value] = blob_uri(put_file(store, value))
+            else:  # the file name rides along as a fragment: it names the eval dataset
+                done[value] = blob_uri(put_file(store, value)) + "#" + Path(value).name
         return done[value]
 
     out = []
@@ -260,6 +279,7 @@ def _fetch_s3_prefix(uri: str, root: Path) -> Path:
 
 
 __all__ = [
-    "BLOB_SCHEME", "MODEL_SCHEME", "artifact_store_url", "blob_uri", "digest_of", "fetch_data",
+    "BLOB_SCHEME", "MODEL_SCHEME", "artifact_store_url", "blob_uri", "data_name", "digest_of",
+    "fetch_data",
     "fetch_model", "get_bytes", "open_artifacts", "put_bytes", "put_file", "stage_inputs",
 ]

@@ -343,6 +343,8 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
 
     def on_commit(session: Any, row: Any) -> None:
         jobs.succeed_in_session(session, job_id, attempt, row.id, log_uri=log_uri)
+        if eval_path is not None:
+            session.add_all(_eval_rows(row.id, spec, eval_path, result.metrics))
 
     with tempfile.TemporaryDirectory(prefix="zoo-publish-") as tmp:
         path = Path(tmp) / "adapter.safetensors"
@@ -354,6 +356,23 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
     if last_ckpt["uri"]:
         artifacts.delete(staging.digest_of(last_ckpt["uri"]))
     return published.id
+
+
+def _eval_rows(adapter_id: str, spec: JobSpec, eval_path: str,
+               metrics: dict[str, Any]) -> list[Any]:
+    """The training run's eval metrics as catalog eval results (``zoo ls metrics.accuracy>…``)."""
+    from zoo.data import fingerprint
+    from zoo.storage.models import EvalResult
+
+    uri = spec.data.eval or eval_path
+    digest = staging.digest_of(uri) if uri.startswith(staging.BLOB_SCHEME) \
+        else fingerprint(eval_path)
+    examples = metrics.get("eval_examples") or metrics.get("eval_n") or 0
+    return [EvalResult(adapter_id=adapter_id, dataset_fingerprint=digest,
+                       dataset_name=staging.data_name(uri)[:256], metric=key[len("eval_"):],
+                       value=float(value), n_examples=int(examples), elapsed_s=0.0)
+            for key, value in sorted(metrics.items())
+            if key.startswith("eval_") and isinstance(value, float)]
 
 
 def _data_digest(spec: JobSpec, local_path: str) -> str:

@@ -28,11 +28,18 @@ def test_run_job_publishes_once_and_records_everything(staged_job, local_zoo, ca
                             staging.digest_of(view.log_uri)).decode()
     assert "step 3/3" in log and "publishing adapter" in log
 
+    import sqlalchemy as sa
+
     from zoo.storage.catalog import resolve_ref
+    from zoo.storage.models import EvalResult
 
     with catalog.transaction(readonly=True) as session:
         row = resolve_ref(session, "tiny@latest")
         assert row.id == view.adapter_id and row.job_id == staged_job
+        evals = session.scalars(sa.select(EvalResult).where(
+            EvalResult.adapter_id == row.id)).all()
+        assert "loss" in {e.metric for e in evals}
+        assert {(e.dataset_name, e.n_examples) for e in evals} == {("eval.jsonl", 4)}
     # a second run of the same job (a late retry) changes nothing
     again = tasks.run_job(staged_job, local_zoo["catalog_url"], local_zoo["store_url"])
     assert again["state"] == "SUCCEEDED" and again["adapter_id"] == view.adapter_id
