@@ -11,7 +11,7 @@ LoRA exactly — acceptance 2 — so only the parametrisation differs between ro
 Tasks (small on purpose: the whole table runs in < 15 minutes on 2 CPU cores):
 
 1. ``sentiment``: the shipped review-sentiment set on the pretrained MiniLM (seq-cls, q/v
-   targets + a fresh head trained in every run; 50 steps, so it measures how fast each
+   targets + a fresh head trained in every run; 40 steps, so it measures how fast each
    method learns; eval accuracy on 300 held-out reviews).
 2. ``lookup``: a frozen random tiny Llama (hidden 64, 2 layers, all seven projections) learns a
    150-entry key -> value table (causal-lm; eval exact match and completion loss on the same keys —
@@ -160,7 +160,7 @@ def setup_negation(tmp: Path) -> tuple[Any, Any, str, str, str]:
 
 TASKS = {
     "sentiment": Task("sentiment (MiniLM)", "seq-cls", "eval_accuracy", ["query", "value"],
-                      ("classifier",), TrainOptions(max_steps=50, lr=3e-3, batch_size=16,
+                      ("classifier",), TrainOptions(max_steps=40, lr=5e-3, batch_size=16,
                                                     max_length=48, warmup_ratio=0.06),
                       setup_sentiment, reset_classifier),
     "lookup": Task("lookup (tiny Llama)", "causal-lm", "eval_exact_match", LLAMA_TARGETS, (),
