@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  bare Ray tasks (train_adapter only): {bare_s:8.2f} s  {n / bare_s:7.2f} jobs/s")
     print(f"  zoo submit (stage, rows, train task, publish): {zoo_s:8.2f} s  "
           f"{n / zoo_s:7.2f} jobs/s")
-    print(f"  overhead ratio zoo / bare: {zoo_s / bare_s:.3f}x (target <= 1.2x)")
+    per_job_ms = (zoo_s - bare_s) * args.cpus / n * 1000
+    print(f"  overhead ratio zoo / bare: {zoo_s / bare_s:.3f}x (target <= 1.2x); "
+          f"extra worker time per job: {per_job_ms:.0f} ms")
     return 0
 
 
