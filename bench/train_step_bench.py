@@ -6,7 +6,7 @@ the adapter parameters, on CPU, fp32. Model: Llama-style, hidden 512, intermedia
 (q, k, v, o, gate, up, down), rank 8, alpha 16, dropout 0.05. Methods are interleaved
 (A B C A B C ...) so that load from other processes hits them alike; the median is reported.
 
-    python bench/train_step_bench.py [--reps 7]
+    python bench/train_step_bench.py [--reps 15]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def step_fn(model: torch.nn.Module, ids: torch.Tensor):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
     ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))

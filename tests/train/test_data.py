@@ -132,3 +132,25 @@ def test_seq_cls_encoding_and_token_types(tmp_path):
 def test_unknown_task_is_rejected(tmp_path):
     with pytest.raises(DataError, match="task='summarise' is invalid"):
         load_and_encode("summarise", tmp_path / "x.jsonl", None, 8)
+
+
+def test_shipped_sentiment_data_is_valid_and_regenerates_byte_for_byte():
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    import zoo.data
+
+    data_dir = Path(zoo.data.__file__).parent / "data"
+    spec = importlib.util.spec_from_file_location("make_sentiment", data_dir / "make_sentiment.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    train_rows = gen.generate(2000, seed=1)
+    expected = "".join(json.dumps(r, sort_keys=True) + "\n" for r in train_rows)
+    assert (data_dir / "sentiment_train.jsonl").read_text(encoding="utf-8") == expected
+    train = load_seq_cls(data_dir / "sentiment_train.jsonl")
+    evaluation = load_seq_cls(data_dir / "sentiment_eval.jsonl", label_names=train.label_names)
+    assert train.label_names == ["negative", "positive"]
+    assert (len(train.texts), len(evaluation.texts)) == (2000, 500)
+    assert 0.4 < sum(train.labels) / 2000 < 0.6
+    assert not set(train.texts) & set(evaluation.texts)  # held-out reviews are unseen
