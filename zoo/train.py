@@ -237,6 +237,45 @@ def _encode(task: str, parsed: Any, tokenizer: Any, max_length: int) -> Encoded:
     return encode_causal_lm(parsed, tokenizer, max_length)
 
 
+def _obtain_base(base_model: str, task: str, label_names: list[str], device: str | None,
+                 model: Any, tokenizer: Any) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, DeviceChoice): load the base, or check and adopt a given one."""
+    import torch
+
+    from zoo.device import choose_device, select_device
+    from zoo.models import load_base, load_tokenizer
+
+    if model is None:
+        choice = select_device(device)
+        model, tokenizer = load_base(base_model, task, label_names=label_names or None,
+                                     dtype=choice.base_dtype, device=choice.device,
+                                     tokenizer=tokenizer)
+        return model, tokenizer, choice
+    dev = next(model.parameters()).device
+    bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    choice = choose_device(prefer=dev.type, cuda_available=dev.type == "cuda",
+                           bf16_supported=bf16, assigned_gpu_ids=None)
+    if task == "seq-cls" and getattr(model.config, "num_labels", None) != len(label_names):
+        raise ConfigError(f"the given model has {model.config.num_labels} labels but the data "
+                          f"has {len(label_names)} ({', '.join(label_names)})")
+    return model, tokenizer if tokenizer is not None else load_tokenizer(base_model), choice
+
+
+def _accumulate(model: Any, task: str, batches: Batches, step: int, grad_accum: int,
+                choice: Any, run_device: str) -> float:
+    """Forward/backward the micro-batches of one optimizer step; returns the step's loss."""
+    from zoo.evaluate import autocast_context, model_inputs
+
+    step_loss = 0.0
+    for micro in range(grad_accum):
+        batch = {k: v.to(run_device) for k, v in batches(step * grad_accum + micro).items()}
+        with autocast_context(choice.device, choice.autocast_dtype):
+            loss = compute_loss(model, task, model_inputs(model, batch)) / grad_accum
+        loss.backward()
+        step_loss += loss.item()
+    return step_loss
+
+
 # ---------------------------------------------------------------------------------------------
 # the entry point
 
@@ -259,28 +298,14 @@ def train_adapter(
     import torch
 
     import zoo
-    from zoo.device import choose_device, select_device
-    from zoo.evaluate import autocast_context, evaluate_adapter, model_inputs
-    from zoo.models import load_base, load_tokenizer
+    from zoo.evaluate import evaluate_adapter
 
     check_task(task)
     parsed, label_names = _prepare_data(task, train_path, eval_path)
     started = time.monotonic()
     _seed_all(options.seed)
-    if model is None:
-        choice = select_device(device)
-        model, tokenizer = load_base(base_model, task, label_names=label_names or None,
-                                     dtype=choice.base_dtype, device=choice.device,
-                                     tokenizer=tokenizer)
-    else:
-        dev = next(model.parameters()).device
-        bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-        choice = choose_device(prefer=dev.type, cuda_available=dev.type == "cuda",
-                               bf16_supported=bf16, assigned_gpu_ids=None)
-        if task == "seq-cls" and getattr(model.config, "num_labels", None) != len(label_names):
-            raise ConfigError(f"the given model has {model.config.num_labels} labels but the data "
-                              f"has {len(label_names)} ({', '.join(label_names)})")
-        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(base_model)
+    model, tokenizer, choice = _obtain_base(base_model, task, label_names, device, model,
+                                            tokenizer)
     digest = _digest_for(base_model, model)
     encoded = _encode(task, parsed, tokenizer, options.max_length)
     run_device = str(next(model.parameters()).device)
@@ -309,15 +334,8 @@ def train_adapter(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for micro in range(options.grad_accum):
-                batch = batches(step * options.grad_accum + micro)
-                batch = {k: v.to(run_device) for k, v in batch.items()}
-                with autocast_context(choice.device, choice.autocast_dtype):
-                    loss = compute_loss(model, task, model_inputs(model, batch))
-                    loss = loss / options.grad_accum
-                loss.backward()
-                step_loss += loss.item()
+            step_loss = _accumulate(model, task, batches, step, options.grad_accum, choice,
+                                    run_device)
             if not math.isfinite(step_loss):
                 raise ConfigError(f"training diverged: loss is {step_loss} at step {step + 1}; "
                                   "lower train.lr")
