@@ -239,10 +239,13 @@ def heartbeat(catalog: Any, job_id: str, attempt: int, *, log_uri: str | None = 
     return get_job(catalog, job_id).state
 
 
-def set_checkpoint(catalog: Any, job_id: str, attempt: int, uri: str) -> bool:
-    """Record the latest checkpoint of this attempt (only while it is current and RUNNING)."""
-    return _update(catalog, job_id, (RUNNING,), {"checkpoint_uri": uri, "heartbeat_at": utcnow()},
-                   extra=Job.attempt == attempt)
+def set_checkpoint(catalog: Any, job_id: str, attempt: int, uri: str, *,
+                   log_uri: str | None = None) -> bool:
+    """Record the latest checkpoint (and log) of this attempt, while it is current and RUNNING."""
+    values: dict[str, Any] = {"checkpoint_uri": uri, "heartbeat_at": utcnow()}
+    if log_uri:
+        values["log_uri"] = log_uri
+    return _update(catalog, job_id, (RUNNING,), values, extra=Job.attempt == attempt)
 
 
 def set_log_uri(catalog: Any, job_id: str, uri: str) -> None:

@@ -163,6 +163,9 @@ class JobLog:
         self.uri = previous
         self.uploaded_size = -1
         self.lock = threading.Lock()
+        # held across upload → catalog update → delete of the old blob, so the heartbeat and
+        # the checkpoint callback never delete the blob the catalog points at
+        self.sync_lock = threading.Lock()
         if previous:  # a retry: keep the earlier attempts' lines
             with contextlib.suppress(ZooError):
                 self.path.write_bytes(staging.get_bytes(artifacts, staging.digest_of(previous)))
@@ -204,10 +207,11 @@ class Heartbeat(threading.Thread):
         self.stopped = threading.Event()
 
     def beat(self) -> str:
-        uri = self.log.upload()
-        state = jobs.heartbeat(self.catalog, self.job_id, self.attempt, log_uri=uri)
-        if uri and state == jobs.RUNNING:
-            self.log.drop_previous()
+        with self.log.sync_lock:
+            uri = self.log.upload()
+            state = jobs.heartbeat(self.catalog, self.job_id, self.attempt, log_uri=uri)
+            if uri and state == jobs.RUNNING:
+                self.log.drop_previous()
         return state
 
     def run(self) -> None:
@@ -219,8 +223,9 @@ class Heartbeat(threading.Thread):
             if state != jobs.RUNNING and not self.stopped.is_set():
                 self.log.write(f"job is {state}: stopping this worker (pid {os.getpid()})")
                 try:
-                    self.log.upload()
-                    jobs.set_log_uri(self.catalog, self.job_id, self.log.uri or "")
+                    with self.log.sync_lock:
+                        self.log.upload()
+                        jobs.set_log_uri(self.catalog, self.job_id, self.log.uri or "")
                 finally:
                     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -246,8 +251,8 @@ def run_job(job_id: str, catalog_url: str, store_url: str) -> dict[str, Any]:
         return _result(view)
     artifacts = staging.open_artifacts(store_url)
     log = JobLog(job_id, artifacts, view.log_uri)
-    log.write(f"attempt {attempt}/{view.max_retries + 1} started on {node_label()} "
-              f"pid {os.getpid()}")
+    log.write(f"job {job_id} attempt {attempt}/{view.max_retries + 1} started on "
+              f"{node_label()} pid {os.getpid()}")
     beat = Heartbeat(catalog, job_id, attempt, log)
     beat.start()
     try:
@@ -255,6 +260,7 @@ def run_job(job_id: str, catalog_url: str, store_url: str) -> dict[str, Any]:
                                         view, log, beat)
     except BaseException as exc:
         beat.stop()
+        beat.join(timeout=30)
         log.write("error: " + "".join(traceback.format_exception(exc)).rstrip())
         reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ZooError) else str(exc)
         jobs.mark_failed(catalog, job_id, f"attempt {attempt}: {reason}", attempt=attempt)
@@ -304,19 +310,23 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
                                    device=choice.device, dtype=choice.base_dtype)
     log.write(f"device {choice.device} ({choice.autocast_dtype or 'float32'}), base {base_name}")
 
-    resume = None
-    if view.checkpoint_uri:
-        resume = staging.get_bytes(artifacts, staging.digest_of(view.checkpoint_uri))
-        log.write(f"resuming from checkpoint {view.checkpoint_uri[:19]}…")
+    resume = _load_checkpoint(artifacts, job_id, view.checkpoint_uri, log)
     last_ckpt = {"uri": view.checkpoint_uri}
 
     def checkpoint(blob: bytes, step: int) -> None:
-        uri = "sha256:" + staging.put_bytes(artifacts, blob)
-        if jobs.set_checkpoint(catalog, job_id, attempt, uri):
-            old, last_ckpt["uri"] = last_ckpt["uri"], uri
-            if old and old != uri:
-                artifacts.delete(staging.digest_of(old))
-            log.write(f"checkpoint at step {step}")
+        # The job id in front makes the blob this job's alone: two identical jobs would
+        # otherwise share (and delete) one content-addressed checkpoint.
+        uri = "sha256:" + staging.put_bytes(artifacts, _ckpt_header(job_id) + blob)
+        log.write(f"checkpoint at step {step}")
+        with log.sync_lock:
+            log_uri = log.upload()  # a retry resumes the log from here too
+            if not jobs.set_checkpoint(catalog, job_id, attempt, uri, log_uri=log_uri):
+                return
+            if log_uri:
+                log.drop_previous()
+        old, last_ckpt["uri"] = last_ckpt["uri"], uri
+        if old and old != uri:
+            artifacts.delete(staging.digest_of(old))
 
     def progress(info: dict[str, Any]) -> None:
         log.write(f"step {info['step']}/{info['max_steps']} loss {info['loss']:.4f} "
@@ -356,6 +366,27 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
     if last_ckpt["uri"]:
         artifacts.delete(staging.digest_of(last_ckpt["uri"]))
     return published.id
+
+
+def _ckpt_header(job_id: str) -> bytes:
+    return b"zoo-job-checkpoint\0" + job_id.encode() + b"\0"
+
+
+def _load_checkpoint(artifacts: Any, job_id: str, uri: str | None, log: JobLog) -> bytes | None:
+    """The trainer state to resume from, or None (no checkpoint, or it is gone: start over)."""
+    if not uri:
+        return None
+    try:
+        data = staging.get_bytes(artifacts, staging.digest_of(uri))
+    except ZooError as exc:
+        log.write(f"checkpoint {uri[:19]}… unreadable ({exc}); starting from step 0")
+        return None
+    header = _ckpt_header(job_id)
+    if not data.startswith(header):
+        log.write(f"checkpoint {uri[:19]}… belongs to another job; starting from step 0")
+        return None
+    log.write(f"resuming from checkpoint {uri[:19]}…")
+    return data[len(header):]
 
 
 def _eval_rows(adapter_id: str, spec: JobSpec, eval_path: str,
