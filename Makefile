@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Passive OpenMP waits: spinning torch threads starve Ray workers and each other on small machines.
+export OMP_WAIT_POLICY ?= PASSIVE
 # CPU wheel by default; GPU users: create .venv, `pip install torch` (CUDA build) into it, then run make.
 TORCH_CPU ?= torch==2.13.0
 

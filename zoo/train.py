@@ -363,10 +363,6 @@ def train_adapter(
             extra["labels"] = list(label_names)
         adapter = zoo.extract(model, base_model=base_model, base_model_digest=digest, task=task,
                               extra=extra)
-        # Own copies: on CPU extract's tensors may share storage with the live parameters, and
-        # detach restores the original head in place.
-        adapter = type(adapter)(adapter.config,
-                                {k: v.clone() for k, v in adapter.tensors.items()})
         metrics["adapter_params"] = adapter.num_params
         metrics["saved_params"] = adapter.num_saved_params
         metrics["train_seconds"] = time.monotonic() - started
