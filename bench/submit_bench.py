@@ -8,7 +8,7 @@ content-addressed staging of inputs, job rows, the train task (state transitions
 log upload), and publishing every adapter (blob + catalog row + SUCCEEDED in one transaction).
 The bare side is `ray.remote` around `train_adapter` that returns the adapter bytes.
 
-    python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2]
+    python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2] [--rounds 4]
 
 Prints wall time and jobs/s for each side and the overhead ratio zoo / bare (target <= 1.2x).
 """
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs = concurrent jobs")
     parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="zoo-submit-bench-") as tmp:
@@ -161,21 +162,32 @@ def main(argv: list[str] | None = None) -> int:
         warm = root / "warm"
         warm.mkdir()
         warm_spec = write_spec(warm, model_dir, args.warmup * args.cpus, args.steps)
-        bench = root / "bench"
-        bench.mkdir()
-        spec_path = write_spec(bench, model_dir, args.jobs, args.steps)
-        specs = load_specs(spec_path)
-
         # warm-up: start the worker processes and load the base model on both paths
         run_zoo(warm_spec, settings.catalog_url, settings.store_url)
         run_bare(load_specs(warm_spec), model_dir, warm / "train.jsonl")
 
-        bare_s = run_bare(specs, model_dir, bench / "train.jsonl")
-        zoo_s, n = run_zoo(spec_path, settings.catalog_url, settings.store_url)
+        # Rounds alternate which side goes first, so load drift on a shared machine hits
+        # both sides alike; the totals cover all jobs.
+        bare_s = zoo_s = 0.0
+        n = 0
+        per_round = max(1, args.jobs // args.rounds)
+        for i in range(args.rounds):
+            bench = root / f"bench{i}"
+            bench.mkdir()
+            spec_path = write_spec(bench, model_dir, per_round, args.steps)
+            specs = load_specs(spec_path)
+            if i % 2 == 0:
+                bare_s += run_bare(specs, model_dir, bench / "train.jsonl")
+                z, k = run_zoo(spec_path, settings.catalog_url, settings.store_url)
+            else:
+                z, k = run_zoo(spec_path, settings.catalog_url, settings.store_url)
+                bare_s += run_bare(specs, model_dir, bench / "train.jsonl")
+            zoo_s += z
+            n += k
         ray.shutdown()
 
     print(f"submit bench: {n} jobs x {args.steps} steps, tiny causal LM, {args.cpus} Ray CPUs, "
-          f"SQLite catalog + local store (embedded mode)")
+          f"SQLite catalog + local store (embedded mode), {args.rounds} alternating rounds")
     print(f"  bare Ray tasks (train_adapter only): {bare_s:8.2f} s  {n / bare_s:7.2f} jobs/s")
     print(f"  zoo submit (stage, rows, train task, publish): {zoo_s:8.2f} s  "
           f"{n / zoo_s:7.2f} jobs/s")
