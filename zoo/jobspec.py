@@ -57,6 +57,7 @@ class TrainSpec:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     checkpoint_every: int = 50  # steps between checkpoints to the object store (0: never)
+    eval_before: bool = False  # evaluate the untrained start too (metrics baseline_*)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ _SCHEMA: dict[str, Any] = {
     "train": {
         "max_steps": "int>0", "lr": "num>0", "batch_size": "int>0", "max_length": "int>0",
         "seed": "int>=0", "weight_decay": "num>=0", "warmup_steps": "int>=0",
-        "checkpoint_every": "int>=0",
+        "checkpoint_every": "int>=0", "eval_before": "bool",
     },
     "resources": {"gpus": "num>=0", "cpus": "num>=0", "memory_gb": "num>0|null",
                   "custom": "resmap"},

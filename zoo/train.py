@@ -60,6 +60,7 @@ class TrainOptions:
     seed: int = 0
     eval_batch_size: int = 32
     checkpoint_every: int = 0  # optimizer steps between checkpoint callbacks; 0 = never
+    eval_before: bool = False  # also evaluate before training: metrics baseline_* (the "before")
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.epochs is not None:
@@ -312,7 +313,7 @@ def train_adapter(
     signature = _signature(task=task, base=digest, data=parsed.fingerprint,
                            prolora=asdict(prolora), options={
                                k: v for k, v in asdict(options).items()
-                               if k not in ("checkpoint_every", "eval_batch_size")})
+                               if k not in ("checkpoint_every", "eval_batch_size", "eval_before")})
 
     _seed_all(options.seed)  # adapter init independent of how the base was obtained
     zoo.attach(model, prolora)
@@ -325,6 +326,14 @@ def train_adapter(
         if resume_from is not None:
             start, losses = load_checkpoint(resume_from, named=named, optimizer=optimizer,
                                             signature=signature)
+        baseline: dict[str, Any] = {}
+        if options.eval_before and eval_path is not None and start == 0:
+            # B = 0 at init, so this is the frozen base (with the fresh head of seq-cls).
+            model.eval()
+            ev = evaluate_adapter(model, tokenizer, task, eval_path, options.eval_batch_size,
+                                  max_length=options.max_length, label_names=label_names or None,
+                                  autocast_dtype=choice.autocast_dtype)
+            baseline = {f"baseline_{k}": v for k, v in ev.items() if k != "fingerprint"}
         batches = Batches(encoded, options.batch_size, options.seed, pad_id(tokenizer))
         model.train()
         for step in range(start, total):
@@ -352,6 +361,7 @@ def train_adapter(
                                            losses=losses, signature=signature), step + 1)
         model.eval()
         metrics = _metrics(losses, total, options, len(encoded), started)
+        metrics.update(baseline)
         if eval_path is not None:
             ev = evaluate_adapter(model, tokenizer, task, eval_path, options.eval_batch_size,
                                   max_length=options.max_length, label_names=label_names or None,

@@ -175,3 +175,20 @@ def test_cuda_training_uses_bf16_autocast_with_fp32_adapter(llama_dir, lm_files)
     assert m["train_loss"] < m["train_loss_first"] - 0.3, m
     assert result.adapter.config["dtype"] == "float32"
     assert all(t.device.type == "cpu" for t in result.adapter.tensors.values())
+
+
+def test_eval_before_reports_the_untrained_start_without_changing_training(bert_dir, cls_files):
+    train, evaluation = cls_files
+    runs = [train_adapter(base_model=str(bert_dir), task="seq-cls", train_path=str(train),
+                          eval_path=str(evaluation), prolora=BERT_CFG,
+                          options=TrainOptions(max_steps=30, lr=1e-2, batch_size=16,
+                                               eval_before=flag))
+            for flag in (False, True)]
+    plain, with_baseline = runs
+    assert "baseline_accuracy" not in plain.metrics
+    m = with_baseline.metrics
+    assert {"baseline_accuracy", "baseline_loss"} <= set(m)
+    assert 0.0 <= m["baseline_accuracy"] <= 1.0
+    assert m["baseline_loss"] != m["eval_loss"]  # measured before training, not after
+    for key, tensor in plain.adapter.tensors.items():  # same training either way
+        assert tensor.equal(with_baseline.adapter.tensors[key]), key
