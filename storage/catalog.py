@@ -438,6 +438,11 @@ def _prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
+def selection_query(tag: str | None, query: str | None) -> str:
+    """One query text for "this tag AND this query" (empty when neither is given)."""
+    return " ".join(p for p in (f"tag:{parse_tag(tag)}" if tag else "", query or "") if p)
+
+
 def resolve_many(
     session: Session,
     refs: Iterable[str] = (),
@@ -449,8 +454,8 @@ def resolve_many(
     for ref in refs:
         row = resolve_ref(session, ref)
         out.setdefault(row.id, row)
-    if tag is not None or query:
-        text = " ".join(p for p in (f"tag:{parse_tag(tag)}" if tag else "", query or "") if p)
+    text = selection_query(tag, query)
+    if text:
         for row in iter_adapters(session, text, expunge=False):
             out.setdefault(row.id, row)
     return list(out.values())

@@ -94,10 +94,9 @@ def resolve_items(catalog: Any, refs: Sequence[str] = (), *, tag: str | None = N
     """
     from sqlalchemy import select
 
-    from zoo.storage.catalog import resolve_ref
+    from zoo.storage.catalog import resolve_ref, selection_query
     from zoo.storage.models import Adapter
     from zoo.storage.query import compile_query
-    from zoo.storage.refs import parse_tag
 
     if not refs and tag is None and not query:
         raise ConfigError("nothing to pull: give REF..., --tag or --query")
@@ -106,8 +105,8 @@ def resolve_items(catalog: Any, refs: Sequence[str] = (), *, tag: str | None = N
         for ref in refs:
             row = resolve_ref(session, ref, load=False)
             items.setdefault(row.id, PullItem(row.id, row.name, row.digest, int(row.size)))
-        if tag is not None or query:
-            text = " ".join(p for p in (f"tag:{parse_tag(tag)}" if tag else "", query or "") if p)
+        text = selection_query(tag, query)
+        if text:
             stmt = (select(Adapter.id, Adapter.name, Adapter.digest, Adapter.size)
                     .where(*compile_query(text)).order_by(Adapter.created_at, Adapter.id))
             for id_, name, digest, size in session.execute(stmt):
