@@ -8,7 +8,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # CPU wheel by default; GPU users: create .venv, `pip install torch` (CUDA build) into it, then run make.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo demo-local clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The main job: `zoo submit` (embedded Ray) -> catalog + store -> `zoo ls` -> `zoo pull --tag demo`.
 demo: $(STAMP)
+	BIN=$(BIN) bash demo/run.sh
+
+# The same finetune in one process, with accuracy before and after (no Ray, no catalog).
+demo-local: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m zoo.demo
 
 clean:

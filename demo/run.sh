@@ -12,6 +12,16 @@ STEPS=${DEMO_STEPS:-150}
 
 "$BIN/zoo" init
 "$BIN/zoo" submit demo/job.yaml --wait --set "base_model=$MODEL" --set "train.max_steps=$STEPS"
+JOB=$("$BIN/zoo" jobs ls --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+# The job evaluated the untrained start (train.eval_before) and the result: before -> after.
+"$BIN/zoo" jobs logs "$JOB" | "$BIN/python" -c '
+import re, sys
+line = next((l for l in sys.stdin if " trained " in l), "")
+m = {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.eE+-]+)", line)}
+if "eval_accuracy" not in m:
+    sys.exit("demo: the job log has no eval accuracy line")
+before, after = m.get("baseline_accuracy", float("nan")), m["eval_accuracy"]
+print("accuracy before training: %.3f  after: %.3f  (500 held-out reviews)" % (before, after))'
 "$BIN/zoo" ls tag:demo
 "$BIN/zoo" pull --tag demo -o "$ZOO_HOME/pulled"
 ls -l "$ZOO_HOME/pulled"
