@@ -65,10 +65,14 @@ def publish(
     job_id: str | None = None,
     dataset_fingerprint: str | None = None,
     on_commit: OnCommit | None = None,
+    job_running: bool = False,
 ) -> PublishResult:
     """Publish a zoo adapter file or a PEFT LoRA directory under ``name``.
 
     ``aliases`` are ``NAME@ALIAS`` (or a bare ``ALIAS`` meaning ``name@ALIAS``).
+    ``job_running=True`` says the caller runs the job's current attempt, so the job has
+    published nothing yet: the lookup that spares a retried job its upload is skipped (the
+    commit still re-checks the job id inside its transaction).
     """
     from zoo.storage.refs import parse_name_alias, parse_tags, validate_name
 
@@ -83,21 +87,22 @@ def publish(
             converted = peft_dir_to_file(source, Path(tmp) / "adapter.safetensors")
             return _publish_file(catalog, store, converted, name=name, tags=tag_list,
                                  aliases=alias_list, job_id=job_id,
-                                 dataset_fingerprint=dataset_fingerprint, on_commit=on_commit)
+                                 dataset_fingerprint=dataset_fingerprint, on_commit=on_commit,
+                                 job_running=job_running)
     if not source.exists():
         raise FileNotFoundError(f"nothing to push at {source}: no such file or directory")
     return _publish_file(catalog, store, source, name=name, tags=tag_list, aliases=alias_list,
                          job_id=job_id, dataset_fingerprint=dataset_fingerprint,
-                         on_commit=on_commit)
+                         on_commit=on_commit, job_running=job_running)
 
 
 def _publish_file(catalog: Any, store: BlobStore, path: Path, *, name: str, tags: list[str],
                   aliases: list[str], job_id: str | None, dataset_fingerprint: str | None,
-                  on_commit: OnCommit | None) -> PublishResult:
+                  on_commit: OnCommit | None, job_running: bool = False) -> PublishResult:
     from zoo.storage.catalog import adapter_to_dict, add_adapter
 
     header = read_adapter_header(path)  # torch-free format + shape validation
-    if job_id is not None:
+    if job_id is not None and not job_running:
         existing = _published_by_job(catalog, job_id)
         if existing is not None:  # a retried job never publishes twice
             return PublishResult(adapter=existing, uploaded=False)

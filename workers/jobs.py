@@ -172,10 +172,15 @@ def set_ray_refs(catalog: Any, refs: dict[str, str]) -> None:
     if not refs:
         return
 
+    table = Job.__table__
+    stmt = (sa.update(table)  # one executemany: the write lock is held for one round trip
+            .where(table.c.id == sa.bindparam("jid"),
+                   sa.or_(*(table.c.state == state for state in ACTIVE)))
+            .values(ray_ref=sa.bindparam("ref")))
+    params = [{"jid": job_id, "ref": ref[:256]} for job_id, ref in refs.items()]
+
     def run(session: Any) -> None:
-        for job_id, ref in refs.items():
-            session.execute(sa.update(Job).where(Job.id == job_id, Job.state.in_(ACTIVE))
-                            .values(ray_ref=ref[:256]))
+        session.connection().execute(stmt, params)
 
     catalog.run(run)
 
@@ -205,7 +210,7 @@ def start_attempt(catalog: Any, job_id: str, *, node: str | None = None,
             .returning(*table.c))
 
     def run(session: Any) -> tuple[JobView, int | None]:
-        row = session.execute(stmt).first()  # one statement: UPDATE … RETURNING
+        row = session.connection().execute(stmt).first()  # one statement: UPDATE … RETURNING
         if row is None:
             return _view_or_missing(session, job_id), None
         return JobView.of(row), int(row.attempt)
@@ -260,9 +265,10 @@ def succeed_in_session(session: Any, job_id: str, attempt: int, adapter_id: str,
                               "finished_at": utcnow(), "error": None, "checkpoint_uri": None}
     if log_uri:
         values["log_uri"] = log_uri
-    result = session.execute(
-        sa.update(Job).where(Job.id == job_id, Job.state == RUNNING, Job.attempt == attempt)
-        .values(**values))
+    table = Job.__table__  # a Core UPDATE: no ORM session synchronisation to pay for
+    result = session.connection().execute(
+        sa.update(table).where(table.c.id == job_id, table.c.state == RUNNING,
+                               table.c.attempt == attempt).values(**values))
     if result.rowcount != 1:
         state = session.execute(sa.select(Job.state).where(Job.id == job_id)).scalar()
         raise JobError(f"job {job_id} is {state}, not running attempt {attempt}; "

@@ -18,6 +18,7 @@ written by temp file + rename so concurrent workers never see half a file).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -97,14 +98,22 @@ def put_file(store: BlobStore, path: str | os.PathLike[str]) -> str:
 
 
 def put_bytes(store: BlobStore, data: bytes, *, tmp_dir: str | None = None) -> str:
-    """Upload bytes (a checkpoint, a log) as a blob; returns its digest."""
+    """Upload bytes (a checkpoint, a log) as a blob unless present; returns its digest.
+
+    Hashed in memory: the temp file the store copies from is written only for a new blob.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    info = store.stat(digest)
+    if info is not None and info.size == len(data):
+        return digest
     fd, tmp = tempfile.mkstemp(prefix=".zoo-put-", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        return put_file(store, tmp)
+        store.put_file(digest, tmp)
     finally:
         os.unlink(tmp)
+    return digest
 
 
 def get_bytes(store: BlobStore, digest: str) -> bytes:
@@ -191,12 +200,34 @@ def _fetch_blob_to(store: BlobStore, digest: str, dest: Path) -> Path:
     return dest
 
 
+_FETCHED: dict[tuple[str, ...], tuple[Path, tuple[str, str]]] = {}
+
+
+def _fetched(key: tuple[str, ...]) -> tuple[str, str] | None:
+    """This process's earlier answer for a content-addressed input, while its file is there.
+
+    Spares the next job on this worker re-resolving the settings and re-reading the cache."""
+    hit = _FETCHED.get(key)
+    if hit is not None and hit[0].is_file():
+        return hit[1]
+    return None
+
+
+def _fetch_key(uri: str, store_url: str, home: str | None) -> tuple[str, ...]:
+    return (uri, store_url, home or "", os.environ.get("ZOO_HOME", ""))
+
+
 def fetch_data(uri: str, store_url: str, *, home: str | None = None) -> str:
     """A local path for a data URI (cached per node)."""
     if uri.startswith(BLOB_SCHEME):
+        key = _fetch_key(uri, store_url, home)
+        if (hit := _fetched(key)) is not None:
+            return hit[0]
         digest = digest_of(uri)
-        return str(_fetch_blob_to(open_artifacts(store_url), digest,
-                                  cache_dir(home) / "data" / f"{digest}.jsonl"))
+        path = _fetch_blob_to(open_artifacts(store_url), digest,
+                              cache_dir(home) / "data" / f"{digest}.jsonl")
+        _FETCHED[key] = (path, (str(path), ""))
+        return str(path)
     if uri.startswith("s3://"):
         return str(_fetch_s3_object(uri, cache_dir(home) / "data"))
     return uri  # a plain path (only when worker and submitter are one machine)
@@ -205,11 +236,17 @@ def fetch_data(uri: str, store_url: str, *, home: str | None = None) -> str:
 def fetch_model(uri: str, store_url: str, *, home: str | None = None) -> tuple[str, str]:
     """(local directory, display name) for a base model URI (cached per node)."""
     if uri.startswith(MODEL_SCHEME):
+        key = _fetch_key(uri, store_url, home)
+        if (hit := _fetched(key)) is not None:
+            return hit
         digest = digest_of(uri)
         store = open_artifacts(store_url)
         root = cache_dir(home) / "models" / digest
         if (root / ".complete").is_file():
-            return str(root), (root / ".complete").read_text().split("\n", 1)[-1] or digest[:12]
+            found = (str(root),
+                     (root / ".complete").read_text().split("\n", 1)[-1] or digest[:12])
+            _FETCHED[key] = (root / ".complete", found)
+            return found
         manifest = json.loads(get_bytes(store, digest))
         for rel, file_digest in manifest["files"].items():
             if ".." in Path(rel).parts or Path(rel).is_absolute():

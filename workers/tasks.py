@@ -20,6 +20,7 @@ attempt's to run (cancelled): the training process is really gone, its GPU memor
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -67,16 +68,25 @@ def _catalog(url: str) -> Any:
 
 
 def node_label() -> str:
-    """``host:<ray node id prefix>``: which machine, and which Ray node on it, ran an attempt."""
+    """``host:<ray node id prefix>``: which machine, and which Ray node on it, ran an attempt.
+
+    Cached once known inside Ray: a worker process never moves to another node.
+    """
+    if _NODE_LABEL:
+        return _NODE_LABEL[0]
     host = socket.gethostname()
     try:
         import ray
 
         if ray.is_initialized():
-            return f"{host}:{ray.get_runtime_context().get_node_id()[:12]}"
+            _NODE_LABEL.append(f"{host}:{ray.get_runtime_context().get_node_id()[:12]}")
+            return _NODE_LABEL[0]
     except Exception:  # noqa: BLE001 - outside Ray the host alone
         pass
     return host
+
+
+_NODE_LABEL: list[str] = []
 
 
 def assigned_gpu_ids() -> list[str] | None:
@@ -152,33 +162,36 @@ def _free_device_memory() -> None:
 
 
 class JobLog:
-    """An append-only local log, uploaded to the store as a blob on each heartbeat."""
+    """An append-only log kept in memory, uploaded to the store as a blob on each heartbeat.
+
+    In memory rather than in a temp file: the lines of one attempt are small, and every write
+    and upload then costs no file open (a short job writes ~10 lines).
+    """
 
     def __init__(self, job_id: str, artifacts: Any, previous: str | None) -> None:
         self.job_id = job_id
         self.artifacts = artifacts
-        fd, path = tempfile.mkstemp(prefix=f"zoo-job-{job_id}-", suffix=".log")
-        os.close(fd)
-        self.path = Path(path)
+        self.data = bytearray()
         self.uri = previous
         self.uploaded_size = -1
         self.lock = threading.Lock()
         # held across upload → catalog update → delete of the old blob, so the heartbeat and
         # the checkpoint callback never delete the blob the catalog points at
         self.sync_lock = threading.Lock()
+        self._old: str | None = None
         if previous:  # a retry: keep the earlier attempts' lines
             with contextlib.suppress(ZooError):
-                self.path.write_bytes(staging.get_bytes(artifacts, staging.digest_of(previous)))
+                self.data += staging.get_bytes(artifacts, staging.digest_of(previous))
 
     def write(self, line: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with self.lock, self.path.open("a", encoding="utf-8") as fh:
-            fh.write(f"{stamp} {line.rstrip()}\n")
+        with self.lock:
+            self.data += f"{stamp} {line.rstrip()}\n".encode()
 
     def upload(self) -> str | None:
         """Upload if changed; returns the new URI (or None when unchanged)."""
         with self.lock:
-            data = self.path.read_bytes()
+            data = bytes(self.data)
         if len(data) == self.uploaded_size:
             return None
         old = self.uri
@@ -189,13 +202,14 @@ class JobLog:
 
     def drop_previous(self) -> None:
         """Delete the superseded log blob (after the catalog points at the new one)."""
-        old = getattr(self, "_old", None)
+        old = self._old
         if old and old != self.uri:
             self.artifacts.delete(staging.digest_of(old))
         self._old = None
 
     def close(self) -> None:
-        self.path.unlink(missing_ok=True)
+        with self.lock:
+            self.data = bytearray()
 
 
 class Heartbeat(threading.Thread):
@@ -246,13 +260,14 @@ def run_job(job_id: str, catalog_url: str, store_url: str) -> dict[str, Any]:
     if forwarded and not os.environ.get("AWS_ENDPOINT_URL"):
         os.environ["AWS_ENDPOINT_URL"] = forwarded
     catalog = _catalog(catalog_url)
-    view, attempt = jobs.start_attempt(catalog, job_id, node=node_label(), pid=os.getpid())
+    node = node_label()
+    view, attempt = jobs.start_attempt(catalog, job_id, node=node, pid=os.getpid())
     if attempt is None:
         return _result(view)
     artifacts = staging.open_artifacts(store_url)
     log = JobLog(job_id, artifacts, view.log_uri)
     log.write(f"job {job_id} attempt {attempt}/{view.max_retries + 1} started on "
-              f"{node_label()} pid {os.getpid()}")
+              f"{node} pid {os.getpid()}")
     beat = Heartbeat(catalog, job_id, attempt, log)
     beat.start()
     try:
@@ -348,7 +363,8 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
 
     beat.stop()  # from here the job's state changes only in the publish transaction
     beat.join()
-    log.write(f"publishing adapter sha256:{adapter.digest}")
+    blob = adapter.to_bytes()  # serialised and hashed once; publish re-verifies the file
+    log.write(f"publishing adapter sha256:{hashlib.sha256(blob).hexdigest()}")
     log_uri = log.upload()
 
     def on_commit(session: Any, row: Any) -> None:
@@ -358,11 +374,14 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
 
     with tempfile.TemporaryDirectory(prefix="zoo-publish-") as tmp:
         path = Path(tmp) / "adapter.safetensors"
-        path.write_bytes(adapter.to_bytes())  # a temp file: the store's upload is what fsyncs
+        path.write_bytes(blob)  # a temp file: the store's upload is what fsyncs
+        # This attempt is the job's current RUNNING one (start_attempt), and a job's adapter
+        # only ever commits together with its SUCCEEDED mark: none exists yet, so publish
+        # skips its pre-upload lookup (add_adapter still re-checks the job id in the commit).
         published = publish(catalog, _store(store_url), path, name=spec.name,
                             tags=spec.tags, aliases=[spec.alias] if spec.alias else [],
                             job_id=job_id, dataset_fingerprint=_data_digest(spec, train_path),
-                            on_commit=on_commit)
+                            on_commit=on_commit, job_running=True)
     if last_ckpt["uri"]:
         artifacts.delete(staging.digest_of(last_ckpt["uri"]))
     return published.id
