@@ -162,7 +162,9 @@ def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_ur
     pending = list(refs)
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+            # Wake once a second (or when all are done), not once per finished task: on a
+            # busy node every wake-up of this loop takes CPU from the workers.
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
             if display:
                 display.update(catalog, job_ids, states)
             for ref in done:
