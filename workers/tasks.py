@@ -350,7 +350,8 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
     t = spec.train
     options = TrainOptions(max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size,
                            max_length=t.max_length, seed=t.seed, weight_decay=t.weight_decay,
-                           warmup_steps=t.warmup_steps, checkpoint_every=t.checkpoint_every)
+                           warmup_steps=t.warmup_steps, checkpoint_every=t.checkpoint_every,
+                           eval_before=t.eval_before)
     result = train_adapter(base_model=model_dir, task=spec.task, train_path=train_path,
                            eval_path=eval_path, prolora=spec.prolora, options=options,
                            model=model, tokenizer=tokenizer, progress=progress,
