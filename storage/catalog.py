@@ -9,9 +9,9 @@ tags, aliases and eval results in ONE extra query (``load_extras``), never one q
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -26,8 +26,8 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, joinedload, object_session
+from sqlalchemy.orm import Session, joinedload, make_transient_to_detached, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from zoo.errors import (
     AdapterFormatError,
@@ -136,20 +136,32 @@ def config_params(config: dict[str, Any]) -> int:
     return total
 
 
+_BASE = BaseModel.__table__
+_BASE_ID = {  # table columns, not mapped attributes: plain Core, no ORM compile step
+    False: select(_BASE.c.id).where(_BASE.c.name == bindparam("name"),
+                                    _BASE.c.digest == bindparam("digest")),
+    True: select(_BASE.c.id).where(_BASE.c.name == bindparam("name"), _BASE.c.digest.is_(None)),
+}
+
+
 def _base_model(session: Session, name: str, digest: str | None) -> BaseModel:
-    """Get or create; a concurrent creator wins the unique index and we read its row."""
-    cond = BaseModel.digest.is_(None) if digest is None else BaseModel.digest == digest
-    stmt = select(BaseModel).where(BaseModel.name == name, cond)
-    row = session.scalars(stmt).first()
-    if row is not None:
-        return row
-    try:
-        with session.begin_nested():
-            row = BaseModel(name=name, digest=digest)
-            session.add(row)
-    except sa_exc.IntegrityError:
-        return session.scalars(stmt).one()
-    return row
+    """Get or create; a concurrent creator wins the unique index and we read its row.
+
+    Core statements (built once) and ``ON CONFLICT DO NOTHING``: no savepoint, no flush; the
+    row object joins the session as if loaded."""
+    conn = session.connection()
+    params = {"name": name, "digest": digest}
+    base_id = conn.execute(_BASE_ID[digest is None], params).scalar()
+    if base_id is None:
+        conn.execute(_statement(session, "base"), params)
+        base_id = conn.execute(_BASE_ID[digest is None], params).scalar_one()
+    return _as_loaded(session, BaseModel(id=base_id, name=name, digest=digest))
+
+
+def _as_loaded(session: Session, obj: Any) -> Any:
+    """Put an object whose row was just written with Core into the session, as if loaded."""
+    make_transient_to_detached(obj)
+    return session.merge(obj, load=False)
 
 
 def _loaded(session: Session, adapter_id: str) -> Adapter:
@@ -213,18 +225,41 @@ def load_extras(session: Session, rows: Sequence[Adapter], chunk: int = 500) -> 
         setattr(row, _EXTRAS, extra)
 
 
+def _alias_upsert(stmt: Any) -> Any:
+    return stmt.on_conflict_do_update(
+        index_elements=["name", "alias"],
+        set_={"adapter_id": stmt.excluded.adapter_id, "updated_at": stmt.excluded.updated_at})
+
+
+_WRITES: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+    "adapter": (Adapter.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
+    "base": (BaseModel.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
+    "tags": (TagRow.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
+    "alias": (AliasRow.__table__, _alias_upsert),
+}
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(session: Session, kind: str) -> Any:
+    """The dialect's Core INSERT … ON CONFLICT for ``kind``, built once per process: building
+    a statement costs more than executing it from the compiled cache."""
+    key = (_dialect(session), kind)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        table, on_conflict = _WRITES[kind]
+        stmt = _STATEMENTS[key] = on_conflict(_insert(session, table))
+    return stmt
+
+
 def _insert_tags(session: Session, adapter_id: str, tags: Sequence[Any]) -> None:
     if tags:
         rows = [{"adapter_id": adapter_id, "key": t.key, "value": t.value} for t in tags]
-        session.execute(_insert(session, TagRow).values(rows).on_conflict_do_nothing())
+        session.connection().execute(_statement(session, "tags"), rows)
 
 
 def _upsert_alias(session: Session, name: str, alias: str, adapter_id: str) -> None:
-    now = utcnow()
-    stmt = _insert(session, AliasRow).values(name=name, alias=alias, adapter_id=adapter_id,
-                                             updated_at=now)
-    session.execute(stmt.on_conflict_do_update(
-        index_elements=["name", "alias"], set_={"adapter_id": adapter_id, "updated_at": now}))
+    session.connection().execute(_statement(session, "alias"), {
+        "name": name, "alias": alias, "adapter_id": adapter_id, "updated_at": utcnow()})
 
 
 def _check_alias_name(name: str, alias_name: str, alias: str) -> None:
@@ -276,45 +311,66 @@ def add_adapter(
     ):
         raise InvalidNameError("dataset fingerprint must be text of at most 128 characters")
 
-    existing = _existing(session, name, digest, job_id)
-    if existing is None:
-        base = _base_model(session, cols.pop("base_model"), cols.pop("base_model_digest"))
-        created_at = created_at or utcnow()
-        row = Adapter(
-            id=new_id(int(created_at.timestamp() * 1000)),  # id order == creation order
-            name=name, digest=digest, size=size, base_model_id=base.id, params=params,
-            config=json.dumps(config, sort_keys=True, separators=(",", ":")),
-            job_id=job_id, dataset_fingerprint=dataset_fingerprint,
-            created_at=created_at, **cols,
-        )
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except sa_exc.IntegrityError:  # a concurrent publisher inserted the same row first
-            existing = _existing(session, name, digest, job_id)
-            if existing is None:
-                raise
-        else:
-            existing = row
-    _insert_tags(session, existing.id, tag_list)
+    base = _base_model(session, cols.pop("base_model"), cols.pop("base_model_digest"))
+    created_at = (created_at or utcnow()).astimezone(timezone.utc)
+    values = dict(
+        id=new_id(int(created_at.timestamp() * 1000)),  # id order == creation order
+        name=name, digest=digest, size=size, base_model_id=base.id, params=params,
+        config=json.dumps(config, sort_keys=True, separators=(",", ":")),
+        job_id=job_id, dataset_fingerprint=dataset_fingerprint,
+        created_at=created_at, **cols,
+    )
+    # Insert first, look only on conflict: INSERT … ON CONFLICT DO NOTHING inserts nothing
+    # when this job or these bytes under this name are already published (by an earlier
+    # attempt, or a concurrent publisher on PostgreSQL), and then we return that row. No
+    # lookup before, no savepoint, no ORM flush.
+    if session.connection().execute(_statement(session, "adapter"), values).rowcount != 1:
+        existing = _existing(session, name, digest, job_id)
+        if existing is None:
+            raise ConflictError(f"adapter id {values['id']} collided; publish again")
+        return _label_existing(session, existing, tag_list, alias_list)
+    _insert_tags(session, values["id"], tag_list)
     for alias_name, alias in alias_list:
-        _upsert_alias(session, alias_name, alias, existing.id)
-    return _loaded(session, existing.id)
+        _upsert_alias(session, alias_name, alias, values["id"])
+    # A new row's listing fields are exactly what was just written: no reload query.
+    row = _as_loaded(session, Adapter(**values))
+    set_committed_value(row, "base_model", base)
+    setattr(row, _EXTRAS, Extras(tags=sorted({str(t) for t in tag_list}),
+                                 aliases=[f"{n}@{a}" for n, a in alias_list]))
+    return row
 
 
-def _existing(session: Session, name: str, digest: str, job_id: str | None) -> Adapter | None:
-    if job_id is not None:
-        by_job = session.scalars(select(Adapter).where(Adapter.job_id == job_id)).first()
-        if by_job is not None:
-            if (by_job.name, by_job.digest) != (name, digest):
-                raise ConflictError(
-                    f"job {job_id} already published adapter {by_job.id} "
-                    f"({by_job.name}, sha256 {by_job.digest[:12]}); refusing a different one"
-                )
-            return by_job
-    return session.scalars(
-        select(Adapter).where(Adapter.name == name, Adapter.digest == digest)
-    ).first()
+def _label_existing(session: Session, existing_id: str, tags: Sequence[Any],
+                    aliases: Sequence[tuple[str, str]]) -> Adapter:
+    """Idempotent publish: add the tags and aliases to the adapter already there."""
+    _insert_tags(session, existing_id, tags)
+    for alias_name, alias in aliases:
+        _upsert_alias(session, alias_name, alias, existing_id)
+    return _loaded(session, existing_id)
+
+
+_ADAPTERS = Adapter.__table__
+_FIND_DUPLICATE = (
+    select(_ADAPTERS.c.id, _ADAPTERS.c.name, _ADAPTERS.c.digest, _ADAPTERS.c.job_id)
+    .where(((_ADAPTERS.c.name == bindparam("name")) & (_ADAPTERS.c.digest == bindparam("digest")))
+           | (_ADAPTERS.c.job_id == bindparam("job_id")))  # job_id NULL matches nothing
+    .limit(2)
+)
+
+
+def _existing(session: Session, name: str, digest: str, job_id: str | None) -> str | None:
+    """The id of the adapter this publish would duplicate: by job id (which must hold the same
+    bytes), else by (name, digest). One indexed query for both."""
+    rows = session.connection().execute(_FIND_DUPLICATE,
+                           {"name": name, "digest": digest, "job_id": job_id}).all()
+    by_job = next((r for r in rows if job_id is not None and r.job_id == job_id), None)
+    if by_job is not None and (by_job.name, by_job.digest) != (name, digest):
+        raise ConflictError(
+            f"job {job_id} already published adapter {by_job.id} "
+            f"({by_job.name}, sha256 {by_job.digest[:12]}); refusing a different one"
+        )
+    found = by_job or (rows[0] if rows else None)
+    return None if found is None else found.id
 
 
 def add_tags(session: Session, ref: str | Adapter, tags: Iterable[str]) -> Adapter:
