@@ -19,10 +19,10 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from zoo.errors import ConfigError, NotFoundError, StoreError
@@ -88,6 +88,11 @@ class BlobStore(Protocol):
         """Store the file's bytes under ``digest`` (overwrites; callers check ``stat`` first)."""
         ...
 
+    def put_bytes(self, digest: str, data: bytes) -> None:
+        """``put_file`` for bytes already in memory (a log, a checkpoint, a fresh adapter):
+        no temp file to write and read back."""
+        ...
+
     def get_file(self, digest: str, dest: str | os.PathLike[str], *,
                  size: int | None = None) -> tuple[str, int]:
         """Write the blob to ``dest``; return (sha256 of the bytes written, size).
@@ -135,13 +140,25 @@ class LocalBlobStore:
         return BlobInfo(digest, st.st_size, st.st_mtime)
 
     def put_file(self, digest: str, path: str | os.PathLike[str]) -> None:
+        with open(path, "rb") as src:
+            self._write(digest, lambda out: shutil.copyfileobj(src, out, CHUNK))
+
+    def put_bytes(self, digest: str, data: bytes) -> None:
+        self._write(digest, lambda out: out.write(data))
+
+    def _write(self, digest: str, fill: Callable[[BinaryIO], object]) -> None:
+        """Temp file in the blob's directory, filled, fsynced, then renamed into place: a
+        reader sees the whole blob or none of it."""
         target = self.path_for(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:16]}.", suffix=".incomplete",
-                                   dir=target.parent)
+        prefix = f".{target.name[:16]}."
+        try:  # the fan-out directory usually exists: no mkdir call to pay for then
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=target.parent)
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=target.parent)
         try:
-            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                shutil.copyfileobj(src, out, CHUNK)
+            with os.fdopen(fd, "wb") as out:
+                fill(out)
                 if self.fsync:
                     out.flush()
                     os.fsync(out.fileno())

@@ -14,6 +14,7 @@ point — a real, uncatchable kill, as an OOM killer or a pre-empted node would 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.adapter_meta import read_adapter_header
-from zoo.errors import IntegrityError
+from zoo.errors import AdapterFormatError, IntegrityError
 from zoo.storage.blobstore import BlobStore, sha256_file
 
 CRASH_ENV = "ZOO_CRASH_AT"
@@ -74,11 +75,7 @@ def publish(
     published nothing yet: the lookup that spares a retried job its upload is skipped (the
     commit still re-checks the job id inside its transaction).
     """
-    from zoo.storage.refs import parse_name_alias, parse_tags, validate_name
-
-    name = validate_name(name)
-    tag_list = [str(t) for t in parse_tags(list(tags))]
-    alias_list = [f"{n}@{a}" for n, a in (parse_name_alias(x, default_name=name) for x in aliases)]
+    name, tag_list, alias_list = _labels(name, tags, aliases)
     source = Path(path)
     if source.is_dir():
         from zoo.storage.peft_import import peft_dir_to_file
@@ -96,19 +93,69 @@ def publish(
                          on_commit=on_commit, job_running=job_running)
 
 
+def publish_bytes(
+    catalog: Any,
+    store: BlobStore,
+    data: bytes,
+    *,
+    name: str,
+    tags: Sequence[str] = (),
+    aliases: Sequence[str] = (),
+    job_id: str | None = None,
+    dataset_fingerprint: str | None = None,
+    on_commit: OnCommit | None = None,
+    job_running: bool = False,
+) -> PublishResult:
+    """``publish`` for an adapter file's bytes already in memory (a worker's fresh adapter):
+    validated, hashed and uploaded from memory, with no temp file written and read back."""
+    from zoo.adapter_meta import parse_adapter_header
+    name, tag_list, alias_list = _labels(name, tags, aliases)
+    header = parse_adapter_header(data, source="adapter")
+    if header.file_size != len(data):
+        raise AdapterFormatError(f"adapter: {len(data)} bytes, but its header describes "
+                                 f"{header.file_size}")
+    digest = hashlib.sha256(data).hexdigest()
+    return _publish(catalog, store, header, digest, len(data),
+                    lambda: store.put_bytes(digest, data), name=name, tags=tag_list,
+                    aliases=alias_list, job_id=job_id, dataset_fingerprint=dataset_fingerprint,
+                    on_commit=on_commit, job_running=job_running)
+
+
+def _labels(name: str, tags: Sequence[str], aliases: Sequence[str],
+            ) -> tuple[str, list[str], list[str]]:
+    """The name, tags and ``NAME@ALIAS`` aliases validated before any I/O."""
+    from zoo.storage.refs import parse_name_alias, parse_tags, validate_name
+
+    name = validate_name(name)
+    tag_list = [str(t) for t in parse_tags(list(tags))]
+    alias_list = [f"{n}@{a}" for n, a in (parse_name_alias(x, default_name=name) for x in aliases)]
+    return name, tag_list, alias_list
+
+
 def _publish_file(catalog: Any, store: BlobStore, path: Path, *, name: str, tags: list[str],
                   aliases: list[str], job_id: str | None, dataset_fingerprint: str | None,
                   on_commit: OnCommit | None, job_running: bool = False) -> PublishResult:
+    header = read_adapter_header(path)  # torch-free format + shape validation
+    digest, size = sha256_file(path)
+    return _publish(catalog, store, header, digest, size, lambda: store.put_file(digest, path),
+                    name=name, tags=tags, aliases=aliases, job_id=job_id,
+                    dataset_fingerprint=dataset_fingerprint, on_commit=on_commit,
+                    job_running=job_running)
+
+
+def _publish(catalog: Any, store: BlobStore, header: Any, digest: str, size: int,
+             put: Callable[[], None], *, name: str, tags: list[str], aliases: list[str],
+             job_id: str | None, dataset_fingerprint: str | None, on_commit: OnCommit | None,
+             job_running: bool) -> PublishResult:
+    """Upload (verified) then the ONE catalog transaction; the shared tail of both entries."""
     from zoo.storage.catalog import adapter_to_dict, add_adapter
 
-    header = read_adapter_header(path)  # torch-free format + shape validation
     if job_id is not None and not job_running:
         existing = _published_by_job(catalog, job_id)
         if existing is not None:  # a retried job never publishes twice
             return PublishResult(adapter=existing, uploaded=False)
-    digest, size = sha256_file(path)
     crash_point("before-upload")
-    uploaded = _upload_verified(store, digest, size, path)
+    uploaded = _upload_verified(store, digest, size, put)
     crash_point("after-upload")
 
     def commit(session: Any) -> dict[str, Any]:
@@ -137,8 +184,9 @@ def _published_by_job(catalog: Any, job_id: str) -> dict[str, Any] | None:
         return None if found is None else adapter_to_dict(resolve_ref(session, found))
 
 
-def _upload_verified(store: BlobStore, digest: str, size: int, path: Path) -> bool:
-    """Upload unless an object of the right size is there; then check what the store holds.
+def _upload_verified(store: BlobStore, digest: str, size: int, put: Callable[[], None]) -> bool:
+    """Upload (``put``) unless an object of the right size is there; then check what the
+    store holds.
 
     An existing blob is touched so a concurrent ``gc`` (which spares blobs younger than its
     grace period) cannot delete it between this check and the catalog commit.
@@ -148,7 +196,7 @@ def _upload_verified(store: BlobStore, digest: str, size: int, path: Path) -> bo
     if info is not None and info.size == size:
         store.touch(digest)
     else:
-        store.put_file(digest, path)
+        put()
         uploaded = True
     info = store.stat(digest)
     if info is None or info.size != size:
@@ -158,4 +206,3 @@ def _upload_verified(store: BlobStore, digest: str, size: int, path: Path) -> bo
             f"expected {size} bytes, store holds {got}"
         )
     return uploaded
-

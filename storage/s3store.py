@@ -116,6 +116,13 @@ class S3BlobStore:
         except Exception as exc:  # S3UploadFailedError wraps ClientError
             raise self._fail("upload to", digest, exc) from exc
 
+    def put_bytes(self, digest: str, data: bytes) -> None:
+        try:  # one PUT: in-memory blobs are small (logs, checkpoints, adapters)
+            self.client.put_object(Bucket=self.bucket, Key=self.key_for(digest), Body=data,
+                                   Metadata={"sha256": digest})
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("upload to", digest, exc) from exc
+
     def get_file(self, digest: str, dest: str | os.PathLike[str], *,
                  size: int | None = None) -> tuple[str, int]:
         """Download to ``dest``; a known large ``size`` uses ranged parallel GETs."""

@@ -97,22 +97,12 @@ def put_file(store: BlobStore, path: str | os.PathLike[str]) -> str:
     return digest
 
 
-def put_bytes(store: BlobStore, data: bytes, *, tmp_dir: str | None = None) -> str:
-    """Upload bytes (a checkpoint, a log) as a blob unless present; returns its digest.
-
-    Hashed in memory: the temp file the store copies from is written only for a new blob.
-    """
+def put_bytes(store: BlobStore, data: bytes) -> str:
+    """Upload bytes (a checkpoint, a log) as a blob unless present; returns its digest."""
     digest = hashlib.sha256(data).hexdigest()
     info = store.stat(digest)
-    if info is not None and info.size == len(data):
-        return digest
-    fd, tmp = tempfile.mkstemp(prefix=".zoo-put-", dir=tmp_dir)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        store.put_file(digest, tmp)
-    finally:
-        os.unlink(tmp)
+    if info is None or info.size != len(data):
+        store.put_bytes(digest, data)
     return digest
 
 

@@ -102,6 +102,11 @@ class AdapterHeader:
     data_start: int
 
     @property
+    def file_size(self) -> int:
+        """The byte size of a whole file with this header (header plus data section)."""
+        return self.data_start + max((t.end for t in self.tensors.values()), default=0)
+
+    @property
     def num_params(self) -> int:
         total = 0
         for info in self.tensors.values():
