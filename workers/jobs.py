@@ -192,6 +192,23 @@ def set_ray_ref(catalog: Any, job_id: str, ref: str) -> None:
 # ---------------------------------------------------------------- transitions ---------------
 
 
+_JOBS = Job.__table__
+_NOW = sa.bindparam("now", type_=_JOBS.c.heartbeat_at.type)
+# Transition statements are built once: building one costs more than running it.
+_START = (sa.update(_JOBS).where(_JOBS.c.id == sa.bindparam("job"), _JOBS.c.state.in_(ACTIVE))
+          .values(state=RUNNING, attempt=_JOBS.c.attempt + 1, node=sa.bindparam("at_node"),
+                  worker_pid=sa.bindparam("pid"), heartbeat_at=_NOW,
+                  started_at=sa.func.coalesce(_JOBS.c.started_at, _NOW))
+          .returning(*_JOBS.c))
+_SUCCEED = (sa.update(_JOBS)
+            .where(_JOBS.c.id == sa.bindparam("job"), _JOBS.c.state == RUNNING,
+                   _JOBS.c.attempt == sa.bindparam("current"))
+            .values(state=SUCCEEDED, adapter_id=sa.bindparam("adapter"), finished_at=_NOW,
+                    error=None, checkpoint_uri=None,
+                    log_uri=sa.func.coalesce(sa.bindparam("log", type_=sa.String),
+                                             _JOBS.c.log_uri)))
+
+
 def start_attempt(catalog: Any, job_id: str, *, node: str | None = None,
                   pid: int | None = None) -> tuple[JobView, int | None]:
     """Start (or restart) an attempt in ONE statement: (the job row now, attempt number).
@@ -200,17 +217,11 @@ def start_attempt(catalog: Any, job_id: str, *, node: str | None = None,
     previous worker died: the attempt counter moves on and the checkpoint stays, so the new
     attempt resumes from it.
     """
-    table = Job.__table__
-    now = utcnow()
-    stmt = (sa.update(table).where(table.c.id == job_id, table.c.state.in_(ACTIVE))
-            .values(state=RUNNING, attempt=table.c.attempt + 1,
-                    node=node or socket.gethostname(),
-                    worker_pid=pid if pid is not None else os.getpid(), heartbeat_at=now,
-                    started_at=sa.func.coalesce(table.c.started_at, now))
-            .returning(*table.c))
+    params = {"job": job_id, "at_node": node or socket.gethostname(),
+              "pid": pid if pid is not None else os.getpid(), "now": utcnow()}
 
     def run(session: Any) -> tuple[JobView, int | None]:
-        row = session.connection().execute(stmt).first()  # one statement: UPDATE … RETURNING
+        row = session.connection().execute(_START, params).first()  # UPDATE … RETURNING
         if row is None:
             return _view_or_missing(session, job_id), None
         return JobView.of(row), int(row.attempt)
@@ -261,14 +272,9 @@ def set_log_uri(catalog: Any, job_id: str, uri: str) -> None:
 def succeed_in_session(session: Any, job_id: str, attempt: int, adapter_id: str, *,
                        log_uri: str | None = None) -> None:
     """Mark SUCCEEDED inside the publish transaction; raise (rolling it back) if not current."""
-    values: dict[str, Any] = {"state": SUCCEEDED, "adapter_id": adapter_id,
-                              "finished_at": utcnow(), "error": None, "checkpoint_uri": None}
-    if log_uri:
-        values["log_uri"] = log_uri
-    table = Job.__table__  # a Core UPDATE: no ORM session synchronisation to pay for
-    result = session.connection().execute(
-        sa.update(table).where(table.c.id == job_id, table.c.state == RUNNING,
-                               table.c.attempt == attempt).values(**values))
+    result = session.connection().execute(_SUCCEED, {  # Core: no ORM flush to pay for
+        "job": job_id, "current": attempt, "adapter": adapter_id, "now": utcnow(),
+        "log": log_uri or None})
     if result.rowcount != 1:
         state = session.execute(sa.select(Job.state).where(Job.id == job_id)).scalar()
         raise JobError(f"job {job_id} is {state}, not running attempt {attempt}; "

@@ -25,12 +25,10 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
@@ -75,10 +73,9 @@ def node_label() -> str:
     if _NODE_LABEL:
         return _NODE_LABEL[0]
     host = socket.gethostname()
+    ray = sys.modules.get("ray")  # not imported: not in Ray (and no import to pay for)
     try:
-        import ray
-
-        if ray.is_initialized():
+        if ray is not None and ray.is_initialized():
             _NODE_LABEL.append(f"{host}:{ray.get_runtime_context().get_node_id()[:12]}")
             return _NODE_LABEL[0]
     except Exception:  # noqa: BLE001 - outside Ray the host alone
@@ -91,10 +88,9 @@ _NODE_LABEL: list[str] = []
 
 def assigned_gpu_ids() -> list[str] | None:
     """GPU ids Ray gave this task ([] for a CPU task); None outside Ray."""
+    ray = sys.modules.get("ray")  # not imported: not in Ray
     try:
-        import ray
-
-        if not ray.is_initialized():
+        if ray is None or not ray.is_initialized():
             return None
         return [str(i) for i in ray.get_gpu_ids()]
     except Exception:  # noqa: BLE001 - not in a Ray worker
@@ -212,13 +208,17 @@ class JobLog:
             self.data = bytearray()
 
 
-class Heartbeat(threading.Thread):
-    """Refresh the heartbeat, ship the log, and kill this process once the job is cancelled."""
+class Heartbeat:
+    """The heartbeat of one attempt: refresh ``heartbeat_at``, ship the log, and kill this
+    process once the job is no longer this attempt's to run (cancelled).
+
+    Beats come from this process's one heartbeat thread (:class:`_Beater`), which outlives
+    jobs: starting and stopping an attempt's heartbeat costs no thread start or join.
+    """
 
     def __init__(self, catalog: Any, job_id: str, attempt: int, log: JobLog) -> None:
-        super().__init__(name=f"zoo-heartbeat-{job_id}", daemon=True)
         self.catalog, self.job_id, self.attempt, self.log = catalog, job_id, attempt, log
-        self.stopped = threading.Event()
+        self.due = 0.0
 
     def beat(self) -> str:
         with self.log.sync_lock:
@@ -228,23 +228,78 @@ class Heartbeat(threading.Thread):
                 self.log.drop_previous()
         return state
 
-    def run(self) -> None:
-        while not self.stopped.wait(HEARTBEAT_S):
-            try:
-                state = self.beat()
-            except Exception:  # noqa: BLE001 - a flaky catalog must not kill training
-                continue
-            if state != jobs.RUNNING and not self.stopped.is_set():
-                self.log.write(f"job is {state}: stopping this worker (pid {os.getpid()})")
-                try:
-                    with self.log.sync_lock:
-                        self.log.upload()
-                        jobs.set_log_uri(self.catalog, self.job_id, self.log.uri or "")
-                finally:
-                    os.kill(os.getpid(), signal.SIGKILL)
+    def start(self) -> None:
+        _beater().watch(self)
 
     def stop(self) -> None:
-        self.stopped.set()
+        """Stop beating; returns once no beat of this attempt is in progress."""
+        _beater().unwatch(self)
+
+    def stop_process(self, state: str) -> None:
+        """The job is ``state`` now, not RUNNING: record why, then end this worker process."""
+        self.log.write(f"job is {state}: stopping this worker (pid {os.getpid()})")
+        try:
+            with self.log.sync_lock:
+                self.log.upload()
+                jobs.set_log_uri(self.catalog, self.job_id, self.log.uri or "")
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Beater(threading.Thread):
+    """This process's heartbeat thread: beats each watched attempt every ``HEARTBEAT_S``.
+
+    A beat runs under the thread's lock, so ``unwatch`` returning means no beat of that
+    attempt is running and none will start: from then on the job's state changes only in
+    the caller's own transactions (the publish).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="zoo-heartbeat", daemon=True)
+        self.cond = threading.Condition()
+        self.watched: list[Heartbeat] = []
+
+    def watch(self, beat: Heartbeat) -> None:
+        with self.cond:
+            beat.due = time.monotonic() + HEARTBEAT_S
+            self.watched.append(beat)
+            self.cond.notify()
+
+    def unwatch(self, beat: Heartbeat) -> None:
+        with self.cond:
+            if beat in self.watched:
+                self.watched.remove(beat)
+
+    def run(self) -> None:
+        with self.cond:
+            while True:
+                if not self.watched:
+                    self.cond.wait()
+                    continue
+                beat = min(self.watched, key=lambda b: b.due)
+                delay = beat.due - time.monotonic()
+                if delay > 0:
+                    self.cond.wait(delay)
+                    continue
+                beat.due = time.monotonic() + HEARTBEAT_S
+                try:
+                    state = beat.beat()
+                except Exception:  # noqa: BLE001 - a flaky catalog must not kill training
+                    continue
+                if state != jobs.RUNNING:
+                    beat.stop_process(state)
+
+
+_BEATER: list[_Beater] = []
+_BEATER_LOCK = threading.Lock()
+
+
+def _beater() -> _Beater:
+    with _BEATER_LOCK:
+        if not _BEATER:
+            _BEATER.append(_Beater())
+            _BEATER[0].start()
+        return _BEATER[0]
 
 
 # ---------------------------------------------------------------- the attempt ---------------
@@ -275,7 +330,6 @@ def run_job(job_id: str, catalog_url: str, store_url: str) -> dict[str, Any]:
                                         view, log, beat)
     except BaseException as exc:
         beat.stop()
-        beat.join(timeout=30)
         log.write("error: " + "".join(traceback.format_exception(exc)).rstrip())
         reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ZooError) else str(exc)
         jobs.mark_failed(catalog, job_id, f"attempt {attempt}: {reason}", attempt=attempt)
@@ -310,7 +364,7 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
                        attempt: int, view: jobs.JobView, log: JobLog, beat: Heartbeat) -> str:
     import zoo
     from zoo.data import load_seq_cls
-    from zoo.storage.publish import publish
+    from zoo.storage.publish import publish_bytes
     from zoo.train import TrainOptions, train_adapter
 
     spec: JobSpec = view.job_spec()
@@ -363,8 +417,7 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
         f"{k}={v:.4g}" for k, v in result.metrics.items() if isinstance(v, float)))
 
     beat.stop()  # from here the job's state changes only in the publish transaction
-    beat.join()
-    blob = adapter.to_bytes()  # serialised and hashed once; publish re-verifies the file
+    blob = adapter.to_bytes()
     log.write(f"publishing adapter sha256:{hashlib.sha256(blob).hexdigest()}")
     log_uri = log.upload()
 
@@ -373,16 +426,13 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
         if eval_path is not None:
             session.add_all(_eval_rows(row.id, spec, eval_path, result.metrics))
 
-    with tempfile.TemporaryDirectory(prefix="zoo-publish-") as tmp:
-        path = Path(tmp) / "adapter.safetensors"
-        path.write_bytes(blob)  # a temp file: the store's upload is what fsyncs
-        # This attempt is the job's current RUNNING one (start_attempt), and a job's adapter
-        # only ever commits together with its SUCCEEDED mark: none exists yet, so publish
-        # skips its pre-upload lookup (add_adapter still re-checks the job id in the commit).
-        published = publish(catalog, _store(store_url), path, name=spec.name,
-                            tags=spec.tags, aliases=[spec.alias] if spec.alias else [],
-                            job_id=job_id, dataset_fingerprint=_data_digest(spec, train_path),
-                            on_commit=on_commit, job_running=True)
+    # This attempt is the job's current RUNNING one (start_attempt), and a job's adapter only
+    # ever commits together with its SUCCEEDED mark: none exists yet, so publish skips its
+    # pre-upload lookup (add_adapter still re-checks the job id in the commit).
+    published = publish_bytes(catalog, _store(store_url), blob, name=spec.name, tags=spec.tags,
+                              aliases=[spec.alias] if spec.alias else [], job_id=job_id,
+                              dataset_fingerprint=_data_digest(spec, train_path),
+                              on_commit=on_commit, job_running=True)
     if last_ckpt["uri"]:
         artifacts.delete(staging.digest_of(last_ckpt["uri"]))
     return published.id
