@@ -94,7 +94,7 @@ def submit(specs: Sequence[JobSpec], *, catalog_url: str, store_url: str,
 
         connect(None)
         states = run_jobs(catalog, job_ids, catalog_url=catalog_url, store_url=store_url,
-                          progress=progress, wait=wait)
+                          progress=progress, wait=wait, specs=staged)
         return SubmitResult(job_ids, sweep_id, "embedded", states=states)
     finally:
         catalog.close()
@@ -137,11 +137,13 @@ def _death_reason(exc: BaseException, view: jobs.JobView) -> str:
 
 def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_url: str,
              progress: bool = False, wait: bool = True,
-             on_done: Callable[[str, str], None] | None = None) -> dict[str, str]:
+             on_done: Callable[[str, str], None] | None = None,
+             specs: Sequence[JobSpec] | None = None) -> dict[str, str]:
     """Launch one Ray task per job (with its resources and retries) and wait for all.
 
     Ray retries a task whose worker died (up to the spec's ``retries``); when that runs out,
     or a task is cancelled, the job row is finalised here. Returns job id → final state.
+    ``specs`` (aligned with ``job_ids``) spares reading them back from the catalog.
     """
     import ray
 
@@ -149,9 +151,10 @@ def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_ur
 
     task = remote_train_task()
     refs: dict[Any, str] = {}
-    views = {v.id: v for v in jobs.list_jobs(catalog, ids=job_ids)}
-    for job_id in job_ids:
-        spec = views[job_id].job_spec()
+    if specs is None:
+        views = {v.id: v for v in jobs.list_jobs(catalog, ids=job_ids)}
+        specs = [views[job_id].job_spec() for job_id in job_ids]
+    for job_id, spec in zip(job_ids, specs, strict=True):
         ref = task.options(**ray_options(spec)).remote(job_id, catalog_url, store_url)
         refs[ref] = job_id
     jobs.set_ray_refs(catalog, {j: f"ray-task:{r.hex()}" for r, j in refs.items()})

@@ -17,7 +17,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +101,12 @@ class JobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; ``from_dict`` inverts it (this is what the catalog stores)."""
-        out = asdict(self)
-        out["prolora"] = {f.name: getattr(self.prolora, f.name) for f in fields(PRoLoRAConfig)}
+        # One level per section by hand: ``dataclasses.asdict`` deep-copies every value, which
+        # made serialising a large sweep's job rows a visible part of `zoo submit`.
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("data", "prolora", "train", "resources"):
+            section = out[key]
+            out[key] = {f.name: getattr(section, f.name) for f in fields(section)}
         for key in ("target_modules", "modules_to_save"):
             value = out["prolora"][key]
             out["prolora"][key] = list(value) if isinstance(value, tuple) else value
@@ -298,7 +302,7 @@ def _check_section(raw: Any, schema: Mapping[str, Any], prefix: str) -> dict[str
 # ---------------------------------------------------------------- loading --------------------
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when built
     """SafeLoader with YAML 1.2 floats: ``1e-3`` is a number, not the string PyYAML makes it."""
 
 
@@ -408,7 +412,16 @@ def _resolve_location(path: str, value: str, base_dir: Path, *, want_dir: bool) 
     return str(local)
 
 
-def _build(raw: dict[str, Any], point: dict[str, Any], base_dir: Path) -> JobSpec:
+def _build(raw: dict[str, Any], point: dict[str, Any], base_dir: Path,
+           resolved: dict[tuple[str, str], str]) -> JobSpec:
+    """One job from a concrete raw spec. ``resolved`` memoises location checks across the
+    jobs of one sweep (the same files, looked up once instead of once per job)."""
+
+    def locate(path: str, value: str, *, want_dir: bool) -> str:
+        if (path, value) not in resolved:
+            resolved[path, value] = _resolve_location(path, value, base_dir, want_dir=want_dir)
+        return resolved[path, value]
+
     checked = _check_section(raw, _SCHEMA, "")
     prolora_raw = dict(checked.get("prolora") or {})
     try:
@@ -421,13 +434,12 @@ def _build(raw: dict[str, Any], point: dict[str, Any], base_dir: Path) -> JobSpe
     resources = checked.get("resources") or {}
     return JobSpec(
         name=checked["name"],
-        base_model=_resolve_location("base_model", checked["base_model"], base_dir,
-                                     want_dir=True),
+        base_model=locate("base_model", checked["base_model"], want_dir=True),
         task=checked["task"],
         data=DataSpec(
-            train=_resolve_location("data.train", data["train"], base_dir, want_dir=False),
+            train=locate("data.train", data["train"], want_dir=False),
             eval=None if data.get("eval") is None
-            else _resolve_location("data.eval", data["eval"], base_dir, want_dir=False),
+            else locate("data.eval", data["eval"], want_dir=False),
         ),
         prolora=prolora,
         train=TrainSpec(**(checked.get("train") or {})),
@@ -480,9 +492,10 @@ def load_specs(source: str | os.PathLike[str] | None = None, *, text: str | None
     root = Path(base_dir) if base_dir is not None else (
         Path(source).resolve().parent if source is not None else Path.cwd())
     specs = []
+    resolved: dict[tuple[str, str], str] = {}
     for concrete, point in _expand_sweep(raw):
         try:
-            specs.append(_build(concrete, point, root))
+            specs.append(_build(concrete, point, root, resolved))
         except SpecError as exc:
             if not point:
                 raise
