@@ -260,10 +260,12 @@ class _Beater(threading.Thread):
         self.watched: list[Heartbeat] = []
 
     def watch(self, beat: Heartbeat) -> None:
+        # No notify: the thread wakes at least every HEARTBEAT_S and picks the attempt up
+        # then (first beat within 2 x HEARTBEAT_S, far inside the stale limit), so starting
+        # a job costs no thread switch.
         with self.cond:
             beat.due = time.monotonic() + HEARTBEAT_S
             self.watched.append(beat)
-            self.cond.notify()
 
     def unwatch(self, beat: Heartbeat) -> None:
         with self.cond:
@@ -273,13 +275,10 @@ class _Beater(threading.Thread):
     def run(self) -> None:
         with self.cond:
             while True:
-                if not self.watched:
-                    self.cond.wait()
-                    continue
-                beat = min(self.watched, key=lambda b: b.due)
-                delay = beat.due - time.monotonic()
-                if delay > 0:
-                    self.cond.wait(delay)
+                beat = min(self.watched, key=lambda b: b.due, default=None)
+                delay = HEARTBEAT_S if beat is None else beat.due - time.monotonic()
+                if beat is None or delay > 0:
+                    self.cond.wait(min(delay, HEARTBEAT_S))
                     continue
                 beat.due = time.monotonic() + HEARTBEAT_S
                 try:
