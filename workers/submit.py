@@ -170,11 +170,11 @@ def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_ur
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
             if display:
                 display.update(catalog, job_ids, states)
-            for ref in done:
+            for ref, state in _finalise_all(catalog, done, refs):
                 job_id = refs[ref]
-                states[job_id] = _finalise(catalog, ref, job_id)
+                states[job_id] = state
                 if on_done:
-                    on_done(job_id, states[job_id])
+                    on_done(job_id, state)
     except KeyboardInterrupt:
         for ref in pending:
             jobs.mark_cancelled(catalog, refs[ref], "cancelled: the submitting process was "
@@ -185,6 +185,25 @@ def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_ur
         if display:
             display.close(catalog, job_ids, states)
     return states
+
+
+def _finalise_all(catalog: Any, done: Sequence[Any], refs: dict[Any, str],
+                  ) -> list[tuple[Any, str]]:
+    """Final states of finished tasks: one ``ray.get`` for the batch when all succeeded (the
+    common case), the careful per-task path when any raised."""
+    import ray
+
+    try:
+        results = ray.get(list(done))
+    except ray.exceptions.RayError:
+        return [(ref, _finalise(catalog, ref, refs[ref])) for ref in done]
+    finished = []
+    for ref, result in zip(done, results, strict=True):
+        state = str(result["state"])
+        if state not in jobs.TERMINAL:
+            state = _finalise(catalog, ref, refs[ref])
+        finished.append((ref, state))
+    return finished
 
 
 def _finalise(catalog: Any, ref: Any, job_id: str) -> str:
