@@ -68,6 +68,29 @@ def test_store_roundtrip(store_url, tmp_path):
     store.delete(digest)  # absent is fine
 
 
+def test_put_bytes_stores_the_same_blob_as_put_file(store_url, tmp_path):
+    store = open_store(store_url)
+    path, digest, data = _blob(tmp_path, seed=7)
+    store.put_bytes(digest, data)
+    assert store.stat(digest).size == len(data)
+    assert store.hash_blob(digest) == (digest, len(data))
+    out = tmp_path / "out.bin"
+    assert store.get_file(digest, out) == (digest, len(data))
+    other, other_digest, _ = _blob(tmp_path, seed=8)
+    store.put_file(other_digest, other)
+    assert sorted(b.digest for b in store.list_blobs()) == sorted([digest, other_digest])
+
+
+def test_local_put_bytes_creates_its_fan_out_directory_and_leaves_no_temp(tmp_path):
+    store = LocalBlobStore(tmp_path / "s", fsync=True)
+    _, digest, data = _blob(tmp_path, seed=9)
+    store.put_bytes(digest, data)  # the store root does not exist yet
+    store.put_bytes(digest, data)  # overwriting in place is allowed
+    files = [p for p in (tmp_path / "s").rglob("*") if p.is_file()]
+    assert [p.relative_to(tmp_path / "s").as_posix() for p in files] == [blob_key(digest)]
+    assert store.path_for(digest).read_bytes() == data
+
+
 def test_local_store_layout_and_no_temp_left(tmp_path):
     store = LocalBlobStore(tmp_path / "s")
     path, digest, _ = _blob(tmp_path)

@@ -136,3 +136,42 @@ def test_transaction_helper_retries_past_a_held_write_lock(sqlite_url, monkeypat
         t.join()
         cat.close()
         holder.close()
+
+
+def test_write_transaction_waits_for_a_briefly_held_lock_then_restores_busy_timeout(sqlite_url):
+    """BEGIN IMMEDIATE polls for the write lock (instead of SQLite's coarse sleeps) and gets it
+    as soon as the holder commits; the connection keeps its normal busy timeout afterwards."""
+    import threading
+    import time
+
+    import sqlalchemy as sa
+
+    from zoo.storage.db import BUSY_TIMEOUT_MS, init_catalog, open_catalog
+
+    init_catalog(sqlite_url)
+    holder, cat = open_catalog(sqlite_url), open_catalog(sqlite_url)
+    locked, released = threading.Event(), []
+
+    def hold() -> None:
+        with holder.transaction() as s:
+            s.execute(sa.text("UPDATE alembic_version SET version_num = version_num"))
+            locked.set()
+            time.sleep(0.3)
+        released.append(time.monotonic())
+
+    t = threading.Thread(target=hold)
+    try:
+        t.start()
+        assert locked.wait(10)
+        with cat.transaction() as s:
+            got_lock = time.monotonic()
+            s.execute(sa.text("INSERT INTO base_models (name) VALUES ('m')"))
+            timeout = s.execute(sa.text("PRAGMA busy_timeout")).scalar()
+        t.join()
+        assert released and got_lock >= released[0] - 0.05  # it really waited for the holder
+        assert got_lock - released[0] < 0.25  # and got the lock soon after (not a 1 s retry)
+        assert timeout == BUSY_TIMEOUT_MS
+    finally:
+        t.join()
+        cat.close()
+        holder.close()
