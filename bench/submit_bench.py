@@ -8,9 +8,11 @@ content-addressed staging of inputs, job rows, the train task (state transitions
 log upload), and publishing every adapter (blob + catalog row + SUCCEEDED in one transaction).
 The bare side is `ray.remote` around `train_adapter` that returns the adapter bytes.
 
-    python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2] [--rounds 4]
+    python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2] [--rounds 1] [--repeat 5]
 
-Prints wall time and jobs/s for each side and the overhead ratio zoo / bare (target <= 1.2x).
+Prints, for each repeat, wall time and jobs/s for each side and the overhead ratio zoo / bare,
+then the median ratio over the repeats (target <= 1.2x). Every job trains a distinct seed, so
+every zoo job publishes a new adapter.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -54,7 +57,10 @@ def make_tiny_model(path: Path) -> None:
     tok.save_pretrained(path)
 
 
-def write_spec(root: Path, model_dir: Path, jobs: int, steps: int) -> Path:
+def write_spec(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: int = 0) -> Path:
+    """A sweep of ``jobs`` seeds from ``first_seed``: distinct seeds give distinct adapters, so
+    every zoo job publishes a new one (a repeated seed would re-publish identical bytes, which
+    the catalog deduplicates: a different, cheaper path than a real sweep takes)."""
     rows = [{"prompt": f"k{i} =", "completion": f" v{i}"} for i in range(10)]
     (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec = root / "bench.yaml"
@@ -70,7 +76,7 @@ def write_spec(root: Path, model_dir: Path, jobs: int, steps: int) -> Path:
         "resources: {cpus: 1}\n"
         "retries: 1\n"
         "tags: [bench]\n"
-        f"sweep: {{train.seed: {list(range(jobs))}}}\n")
+        f"sweep: {{train.seed: {list(range(first_seed, first_seed + jobs))}}}\n")
     return spec
 
 
@@ -129,16 +135,34 @@ def run_zoo(spec_path: Path, catalog_url: str, store_url: str) -> tuple[float, i
     return elapsed, len(result.job_ids)
 
 
+def default_workdir() -> Path:
+    """``$XDG_CACHE_HOME/zoo-bench`` (``~/.cache/zoo-bench``): a home-disk location like the
+    zoo's default ``~/.zoo``. Not the system temp dir: on some machines (this project's CI VM
+    among them) creating a file under /tmp costs 0.4 ms against 0.02 ms elsewhere on the same
+    disk, and the zoo creates two files per job where the bare side creates none."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "zoo-bench"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs = concurrent jobs")
     parser.add_argument("--warmup", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="submissions per comparison (1: all jobs in ONE `zoo submit`, as a "
+                        "sweep is; more: that many smaller submissions, alternating sides)")
+    parser.add_argument("--workdir", default=str(default_workdir()),
+                        help="where the bench's ZOO_HOME (catalog + store) lives; the default "
+                        "is beside the zoo's own default home (~/.zoo), on the same disk")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="whole comparisons; the median ratio is the result")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="zoo-submit-bench-") as tmp:
+    workdir = Path(args.workdir).expanduser()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="zoo-submit-bench-", dir=workdir) as tmp:
         root = Path(tmp)
         home = root / "home"
         home.mkdir()
@@ -161,39 +185,54 @@ def main(argv: list[str] | None = None) -> int:
 
         warm = root / "warm"
         warm.mkdir()
-        warm_spec = write_spec(warm, model_dir, args.warmup * args.cpus, args.steps)
+        warm_spec = write_spec(warm, model_dir, args.warmup * args.cpus, args.steps,
+                               first_seed=10**6)
         # warm-up: start the worker processes and load the base model on both paths
         run_zoo(warm_spec, settings.catalog_url, settings.store_url)
         run_bare(load_specs(warm_spec), model_dir, warm / "train.jsonl")
 
-        # Rounds alternate which side goes first, so load drift on a shared machine hits
-        # both sides alike; the totals cover all jobs.
-        bare_s = zoo_s = 0.0
-        n = 0
-        per_round = max(1, args.jobs // args.rounds)
-        for i in range(args.rounds):
-            bench = root / f"bench{i}"
-            bench.mkdir()
-            spec_path = write_spec(bench, model_dir, per_round, args.steps)
-            specs = load_specs(spec_path)
-            if i % 2 == 0:
-                bare_s += run_bare(specs, model_dir, bench / "train.jsonl")
-                z, k = run_zoo(spec_path, settings.catalog_url, settings.store_url)
-            else:
-                z, k = run_zoo(spec_path, settings.catalog_url, settings.store_url)
-                bare_s += run_bare(specs, model_dir, bench / "train.jsonl")
-            zoo_s += z
-            n += k
+        # The side that goes first alternates, so load drift on a shared machine hits both
+        # alike. The whole comparison is repeated and the median ratio reported: on a small
+        # shared VM one 200-job comparison swings by +-10%.
+        results = []
+        seed = 0
+        for rep in range(args.repeat):
+            bare_s = zoo_s = 0.0
+            n = 0
+            per_round = max(1, args.jobs // args.rounds)
+            for i in range(args.rounds):
+                bench = root / f"bench{rep}-{i}"
+                bench.mkdir()
+                spec_path = write_spec(bench, model_dir, per_round, args.steps, first_seed=seed)
+                seed += per_round
+                specs = load_specs(spec_path)
+                if (rep + i) % 2 == 0:  # which side goes first alternates
+                    bare_s += run_bare(specs, model_dir, bench / "train.jsonl")
+                    z, k = run_zoo(spec_path, settings.catalog_url, settings.store_url)
+                else:
+                    z, k = run_zoo(spec_path, settings.catalog_url, settings.store_url)
+                    bare_s += run_bare(specs, model_dir, bench / "train.jsonl")
+                zoo_s += z
+                n += k
+            results.append((bare_s, zoo_s, n))
         ray.shutdown()
 
+    n = results[0][2]
     print(f"submit bench: {n} jobs x {args.steps} steps, tiny causal LM, {args.cpus} Ray CPUs, "
-          f"SQLite catalog + local store (embedded mode), {args.rounds} alternating rounds")
-    print(f"  bare Ray tasks (train_adapter only): {bare_s:8.2f} s  {n / bare_s:7.2f} jobs/s")
-    print(f"  zoo submit (stage, rows, train task, publish): {zoo_s:8.2f} s  "
-          f"{n / zoo_s:7.2f} jobs/s")
-    per_job_ms = (zoo_s - bare_s) * args.cpus / n * 1000
-    print(f"  overhead ratio zoo / bare: {zoo_s / bare_s:.3f}x (target <= 1.2x); "
-          f"extra worker time per job: {per_job_ms:.0f} ms")
+          f"SQLite catalog + local store (embedded mode) under {workdir}, {args.rounds} "
+          f"submission(s) per comparison, {args.repeat} repeats alternating which side goes "
+          "first")
+    for rep, (bare_s, zoo_s, n) in enumerate(results):
+        per_job_ms = (zoo_s - bare_s) * args.cpus / n * 1000
+        print(f"  repeat {rep}: bare Ray tasks {bare_s:6.2f} s ({n / bare_s:6.2f} jobs/s)  "
+              f"zoo submit {zoo_s:6.2f} s ({n / zoo_s:6.2f} jobs/s)  "
+              f"ratio {zoo_s / bare_s:.3f}x  extra worker time/job {per_job_ms:4.1f} ms")
+    ratios = sorted(zoo_s / bare_s for bare_s, zoo_s, _ in results)
+    bare_rate = statistics.median(n / b for b, _, n in results)
+    zoo_rate = statistics.median(n / z for _, z, n in results)
+    print(f"  median: bare {bare_rate:.2f} jobs/s, zoo {zoo_rate:.2f} jobs/s; overhead ratio "
+          f"zoo / bare {statistics.median(ratios):.3f}x (min {ratios[0]:.3f}, max "
+          f"{ratios[-1]:.3f}; target <= 1.2x)")
     return 0
 
 
