@@ -260,9 +260,9 @@ class _Beater(threading.Thread):
         self.watched: list[Heartbeat] = []
 
     def watch(self, beat: Heartbeat) -> None:
-        # No notify: the thread wakes at least every HEARTBEAT_S and picks the attempt up
-        # then (first beat within 2 x HEARTBEAT_S, far inside the stale limit), so starting
-        # a job costs no thread switch.
+        # No notify, so starting a job costs no thread switch: the thread's current wait
+        # began before now and lasts at most HEARTBEAT_S, so it wakes by this attempt's due
+        # time and the first beat is still on time.
         with self.cond:
             beat.due = time.monotonic() + HEARTBEAT_S
             self.watched.append(beat)
