@@ -33,30 +33,6 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("ZOO_HEARTBEAT_S", "5")
 
 
-def make_tiny_model(path: Path) -> None:
-    """A tiny Llama-style causal LM (hidden 32, 2 layers) and a word-level tokenizer."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    words = ["[PAD]", "[UNK]", "<s>", "</s>", "=", *[f"k{i}" for i in range(10)],
-             *[f"v{i}" for i in range(10)]]
-    raw = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)},
-                                     unk_token="[UNK]"))
-    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    raw.post_processor = processors.TemplateProcessing(single="<s> $A",
-                                                       special_tokens=[("<s>", 2)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="[PAD]", unk_token="[UNK]",
-                                  bos_token="<s>", eos_token="</s>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=64, pad_token_id=0, bos_token_id=2,
-                      eos_token_id=3, tie_word_embeddings=False)
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-
-
 def write_spec(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: int = 0) -> Path:
     """A sweep of ``jobs`` seeds from ``first_seed``: distinct seeds give distinct adapters, so
     every zoo job publishes a new one (a repeated seed would re-publish identical bytes, which
@@ -169,14 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["ZOO_HOME"] = str(home)
         for var in ("ZOO_CATALOG_URL", "ZOO_STORE_URL", "RAY_ADDRESS"):
             os.environ.pop(var, None)
-        model_dir = root / "model"
-        make_tiny_model(model_dir)
-
         import ray
 
         from zoo.jobspec import load_specs
         from zoo.settings import resolve_settings
         from zoo.storage.db import init_catalog
+        from zoo.testing import save_tiny_kv_llama
+
+        model_dir = save_tiny_kv_llama(root / "model")
 
         settings = resolve_settings()
         init_catalog(settings.catalog_url)

@@ -53,28 +53,9 @@ def write_tiny_job(root: Path, *, name: str = "tiny", steps: int = 3, extra: str
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny Llama-style causal LM with its tokenizer, saved like a user's model."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from zoo.testing import save_tiny_kv_llama
 
-    words = ["[PAD]", "[UNK]", "<s>", "</s>", "=", *[f"k{i}" for i in range(10)],
-             *[f"v{i}" for i in range(10)]]
-    raw = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)},
-                                     unk_token="[UNK]"))
-    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    raw.post_processor = processors.TemplateProcessing(single="<s> $A",
-                                                       special_tokens=[("<s>", 2)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="[PAD]", unk_token="[UNK]",
-                                  bos_token="<s>", eos_token="</s>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=64, pad_token_id=0, bos_token_id=2,
-                      eos_token_id=3, tie_word_embeddings=False)
-    path = tmp_path_factory.mktemp("tiny_llama_workers")
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_kv_llama(tmp_path_factory.mktemp("tiny_llama_workers"))
 
 
 @pytest.fixture

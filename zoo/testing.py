@@ -1,0 +1,40 @@
+"""Tiny models built from configs, offline: for tests, benchmarks and examples.
+
+Nothing here is downloaded. The key-value Llama learns prompts ``k3 =`` → `` v3`` within a few
+steps, which is all a test of the job machinery needs from a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+KV_WORDS = ("[PAD]", "[UNK]", "<s>", "</s>", "=", *[f"k{i}" for i in range(10)],
+            *[f"v{i}" for i in range(10)])
+
+
+def save_tiny_kv_llama(path: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny Llama-style causal LM (hidden 32, 2 layers) and its word-level tokenizer
+    to ``path``, as a user's model directory would look; returns the path."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(KV_WORDS)},
+                                     unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    raw.post_processor = processors.TemplateProcessing(single="<s> $A",
+                                                       special_tokens=[("<s>", 2)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="[PAD]", unk_token="[UNK]",
+                                  bos_token="<s>", eos_token="</s>")
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(KV_WORDS), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=64, pad_token_id=0, bos_token_id=2,
+                      eos_token_id=3, tie_word_embeddings=False)
+    path = Path(path)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+__all__ = ["KV_WORDS", "save_tiny_kv_llama"]
