@@ -291,6 +291,7 @@ class _Beater(threading.Thread):
 
 _BEATER: list[_Beater] = []
 _BEATER_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=_BEATER.clear)  # a forked child starts its own thread
 
 
 def _beater() -> _Beater:
