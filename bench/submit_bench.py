@@ -6,13 +6,16 @@ model loaded by a worker process for the next job (so neither pays model loading
 zoo side is the library path `zoo submit` uses in embedded mode: spec validation and the sweep,
 content-addressed staging of inputs, job rows, the train task (state transitions, heartbeat,
 log upload), and publishing every adapter (blob + catalog row + SUCCEEDED in one transaction).
-The bare side is `ray.remote` around `train_adapter` that returns the adapter bytes.
+The bare side is `ray.remote` around `train_adapter`; it serialises the adapter and returns its
+size.
 
     python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2] [--rounds 1] [--repeat 5]
 
 Prints, for each repeat, wall time and jobs/s for each side and the overhead ratio zoo / bare,
 then the median ratio over the repeats (target <= 1.2x). Every job trains a distinct seed, so
-every zoo job publishes a new adapter.
+every zoo job publishes a new adapter. Last, a paired per-job measurement without Ray (a zoo
+job and a bare job alternating in one process) gives the zoo's cost per job free of the
+machine's drift.
 """
 
 from __future__ import annotations
@@ -73,21 +76,24 @@ def bare_job(model_dir: str, train_path: str, prolora: Any, options: Any) -> int
     return len(result.adapter.to_bytes())
 
 
+def options_for(spec: Any) -> Any:
+    """The TrainOptions the zoo's train task builds from a job spec."""
+    from zoo.train import TrainOptions
+
+    t = spec.train
+    return TrainOptions(max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size,
+                        max_length=t.max_length, seed=t.seed, checkpoint_every=t.checkpoint_every)
+
+
 def run_bare(specs: list[Any], model_dir: Path, train_path: Path) -> float:
     import ray
-
-    from zoo.train import TrainOptions
 
     task = ray.remote(max_calls=0)(bare_job)
     start = time.perf_counter()
     refs = []
     for spec in specs:
-        t = spec.train
-        options = TrainOptions(max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size,
-                               max_length=t.max_length, seed=t.seed,
-                               checkpoint_every=t.checkpoint_every)
         refs.append(task.options(num_cpus=spec.resources.cpus).remote(
-            str(model_dir), str(train_path), spec.prolora, options))
+            str(model_dir), str(train_path), spec.prolora, options_for(spec)))
     pending = refs
     while pending:
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=5)
@@ -111,6 +117,36 @@ def run_zoo(spec_path: Path, catalog_url: str, store_url: str) -> tuple[float, i
     return elapsed, len(result.job_ids)
 
 
+def run_paired(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: int,
+               catalog_url: str, store_url: str) -> tuple[float, float]:
+    """(bare, zoo) seconds per job, measured job by job in this process without Ray: a zoo
+    job (``run_job``: attempt, train, log, publish) then the same bare training, alternating.
+    Paired this closely, machine drift hits both sides alike, so this ratio is stable where
+    the wall-clock one swings."""
+    from zoo.jobspec import load_specs
+    from zoo.storage.db import open_catalog
+    from zoo.workers import jobs as job_rows
+    from zoo.workers.staging import stage_inputs
+    from zoo.workers.tasks import run_job
+
+    spec_path = write_spec(root, model_dir, jobs + 1, steps, first_seed=first_seed)
+    specs = load_specs(spec_path)
+    with open_catalog(catalog_url) as catalog:
+        job_ids = job_rows.create_jobs(catalog, stage_inputs(specs, store_url))
+    zoo_s = bare_s = 0.0
+    for i, (job_id, spec) in enumerate(zip(job_ids, specs, strict=True)):
+        start = time.perf_counter()
+        state = run_job(job_id, catalog_url, store_url)["state"]
+        zoo_time = time.perf_counter() - start
+        if state != "SUCCEEDED":
+            raise SystemExit(f"paired zoo job {job_id} ended {state}")
+        start = time.perf_counter()
+        bare_job(str(model_dir), str(root / "train.jsonl"), spec.prolora, options_for(spec))
+        if i:  # the first pair warms both paths up
+            zoo_s, bare_s = zoo_s + zoo_time, bare_s + time.perf_counter() - start
+    return bare_s / jobs, zoo_s / jobs
+
+
 def default_workdir() -> Path:
     """``bench/.work`` beside this script (git-ignored): the bench's ZOO_HOME on the disk the
     project lives on. The location matters because the zoo writes two blobs per job and the
@@ -132,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=str(default_workdir()),
                         help="where the bench's ZOO_HOME (catalog + store) lives "
                         "(default: bench/.work)")
+    parser.add_argument("--paired", type=int, default=150,
+                        help="jobs of the paired per-job measurement without Ray")
     parser.add_argument("--repeat", type=int, default=5,
                         help="whole comparisons; the median ratio is the result")
     args = parser.parse_args(argv)
@@ -192,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
                 n += k
             results.append((bare_s, zoo_s, n))
         ray.shutdown()
+        paired = root / "paired"
+        paired.mkdir()
+        bare_job_s, zoo_job_s = run_paired(paired, model_dir, args.paired, args.steps, seed,
+                                           settings.catalog_url, settings.store_url)
 
     n = results[0][2]
     print(f"submit bench: {n} jobs x {args.steps} steps, tiny causal LM, {args.cpus} Ray CPUs, "
@@ -209,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  median: bare {bare_rate:.2f} jobs/s, zoo {zoo_rate:.2f} jobs/s; overhead ratio "
           f"zoo / bare {statistics.median(ratios):.3f}x (min {ratios[0]:.3f}, max "
           f"{ratios[-1]:.3f}; target <= 1.2x)")
+    print(f"  paired, no Ray ({args.paired} jobs alternating in one process): bare "
+          f"{bare_job_s * 1000:.1f} ms/job, zoo {zoo_job_s * 1000:.1f} ms/job; ratio "
+          f"{zoo_job_s / bare_job_s:.3f}x, the zoo adds {(zoo_job_s - bare_job_s) * 1000:.1f} ms "
+          "per job")
     return 0
 
 
