@@ -1,5 +1,5 @@
-"""A job whose base model and data live under s3:// prefixes: staged as they are (no upload
-at submit), fetched by the worker into its node cache, trained and published."""
+"""Inputs that are not local files: s3:// base models and data, and hub-id bases. They are
+staged as they are (no upload at submit); the worker fetches or resolves them itself."""
 
 from __future__ import annotations
 
@@ -64,3 +64,41 @@ def test_s3_base_model_without_config_fails_the_job_with_the_reason(
     result = tasks.run_job(job_id, local_zoo["catalog_url"], local_zoo["store_url"])
     assert result["state"] == "FAILED"
     assert "holds no config.json" in jobs.get_job(catalog, job_id).error
+
+
+def test_hub_id_base_resolves_offline_from_the_hf_cache(tmp_path, tiny_model_dir, local_zoo,
+                                                        catalog):
+    """``base_model: org/name`` passes staging untouched and the worker loads it from the
+    local Hugging Face cache (offline, as workers run). The train task runs in a subprocess
+    so that it sees this test's cache directory."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--zoo-test--tiny-kv"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    spec_path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir, steps=1)
+    spec_path.write_text(spec_path.read_text().replace(f"base_model: {tiny_model_dir}",
+                                                       "base_model: zoo-test/tiny-kv"))
+    [spec] = staging.stage_inputs(load_specs(spec_path), local_zoo["store_url"])
+    assert spec.base_model == "zoo-test/tiny-kv"
+    [job_id] = jobs.create_jobs(catalog, [spec])
+
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "ZOO_HOME": local_zoo["home"]}
+    done = subprocess.run([sys.executable, "-m", "zoo.workers.tasks", job_id,
+                           local_zoo["catalog_url"], local_zoo["store_url"]],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    view = jobs.get_job(catalog, job_id)
+    assert view.state == "SUCCEEDED", view.error
+
+    from zoo.storage.catalog import adapter_to_dict, resolve_ref
+
+    with catalog.transaction(readonly=True) as session:
+        adapter = adapter_to_dict(resolve_ref(session, view.adapter_id))
+    assert adapter["base_model"] == "zoo-test/tiny-kv"
