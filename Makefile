@@ -8,7 +8,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # CPU wheel by default; GPU users: create .venv, `pip install torch` (CUDA build) into it, then run make.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install test lint demo demo-local clean
+.PHONY: install test gpu-check lint demo demo-local clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# On a CUDA machine (CUDA torch in .venv): bf16 training, batched bf16 eval vs CPU, a Ray job given a GPU.
+gpu-check: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m gpu -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

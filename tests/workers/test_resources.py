@@ -43,3 +43,29 @@ def test_inside_a_ray_task_without_gpu_the_device_is_cpu(ray_local):
 
     assert ray.get(probe.remote()) == ([], "cpu")
     assert assigned_gpu_ids() in (None, [])  # the driver itself holds no GPU
+
+
+@pytest.mark.gpu
+def test_job_given_a_gpu_trains_on_cuda_in_bf16(tmp_path, tiny_model_dir, local_zoo, catalog,
+                                                ray_local):
+    """The CUDA path end to end (runs only where a GPU is): a job asking for a fraction of a
+    GPU gets one from Ray, trains on it in bf16 and publishes."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from zoo.workers import jobs, staging
+    from zoo.workers.submit import run_jobs
+
+    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir, steps=2)
+    path.write_text(path.read_text().replace("resources: {cpus: 1}",
+                                             "resources: {cpus: 1, gpus: 0.5}"))
+    specs = staging.stage_inputs(load_specs(path), local_zoo["store_url"])
+    job_ids = jobs.create_jobs(catalog, specs)
+    states = run_jobs(catalog, job_ids, catalog_url=local_zoo["catalog_url"],
+                      store_url=local_zoo["store_url"], specs=specs)
+    assert states == {job_ids[0]: "SUCCEEDED"}
+    view = jobs.get_job(catalog, job_ids[0])
+    log = staging.get_bytes(staging.open_artifacts(local_zoo["store_url"]),
+                            staging.digest_of(view.log_uri)).decode()
+    assert "device cuda" in log and "bfloat16" in log, log
