@@ -361,8 +361,8 @@ _FIND_DUPLICATE = (
 def _existing(session: Session, name: str, digest: str, job_id: str | None) -> str | None:
     """The id of the adapter this publish would duplicate: by job id (which must hold the same
     bytes), else by (name, digest). One indexed query for both."""
-    rows = session.connection().execute(_FIND_DUPLICATE,
-                           {"name": name, "digest": digest, "job_id": job_id}).all()
+    params = {"name": name, "digest": digest, "job_id": job_id}
+    rows = session.connection().execute(_FIND_DUPLICATE, params).all()
     by_job = next((r for r in rows if job_id is not None and r.job_id == job_id), None)
     if by_job is not None and (by_job.name, by_job.digest) != (name, digest):
         raise ConflictError(

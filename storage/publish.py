@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.adapter_meta import read_adapter_header
+from zoo.adapter_meta import AdapterHeader, parse_adapter_header, read_adapter_header
 from zoo.errors import AdapterFormatError, IntegrityError
 from zoo.storage.blobstore import BlobStore, sha256_file
 
@@ -58,7 +58,7 @@ class PublishResult:
 def publish(
     catalog: Any,
     store: BlobStore,
-    path: str | os.PathLike[str],
+    source: str | os.PathLike[str] | bytes,
     *,
     name: str,
     tags: Sequence[str] = (),
@@ -68,103 +68,82 @@ def publish(
     on_commit: OnCommit | None = None,
     job_running: bool = False,
 ) -> PublishResult:
-    """Publish a zoo adapter file or a PEFT LoRA directory under ``name``.
+    """Publish a zoo adapter file, a PEFT LoRA directory, or an adapter file's bytes already
+    in memory (a worker's fresh adapter: no temp file written and read back) under ``name``.
 
     ``aliases`` are ``NAME@ALIAS`` (or a bare ``ALIAS`` meaning ``name@ALIAS``).
     ``job_running=True`` says the caller runs the job's current attempt, so the job has
     published nothing yet: the lookup that spares a retried job its upload is skipped (the
     commit still re-checks the job id inside its transaction).
     """
-    name, tag_list, alias_list = _labels(name, tags, aliases)
-    source = Path(path)
-    if source.is_dir():
+    from zoo.storage.refs import parse_name_alias, parse_tags, validate_name
+
+    name = validate_name(name)
+    labels = {
+        "name": name, "tags": [str(t) for t in parse_tags(list(tags))],
+        "aliases": [f"{n}@{a}" for n, a in (parse_name_alias(x, default_name=name)
+                                           for x in aliases)],
+        "job_id": job_id, "dataset_fingerprint": dataset_fingerprint, "on_commit": on_commit,
+        "job_running": job_running,
+    }
+    if isinstance(source, bytes):
+        return _publish(catalog, store, _in_memory(store, source), **labels)
+    path = Path(source)
+    if path.is_dir():
         from zoo.storage.peft_import import peft_dir_to_file
 
         with tempfile.TemporaryDirectory(prefix="zoo-peft-") as tmp:
-            converted = peft_dir_to_file(source, Path(tmp) / "adapter.safetensors")
-            return _publish_file(catalog, store, converted, name=name, tags=tag_list,
-                                 aliases=alias_list, job_id=job_id,
-                                 dataset_fingerprint=dataset_fingerprint, on_commit=on_commit,
-                                 job_running=job_running)
-    if not source.exists():
-        raise FileNotFoundError(f"nothing to push at {source}: no such file or directory")
-    return _publish_file(catalog, store, source, name=name, tags=tag_list, aliases=alias_list,
-                         job_id=job_id, dataset_fingerprint=dataset_fingerprint,
-                         on_commit=on_commit, job_running=job_running)
+            converted = peft_dir_to_file(path, Path(tmp) / "adapter.safetensors")
+            return _publish(catalog, store, _on_disk(store, converted), **labels)
+    if not path.exists():
+        raise FileNotFoundError(f"nothing to push at {path}: no such file or directory")
+    return _publish(catalog, store, _on_disk(store, path), **labels)
 
 
-def publish_bytes(
-    catalog: Any,
-    store: BlobStore,
-    data: bytes,
-    *,
-    name: str,
-    tags: Sequence[str] = (),
-    aliases: Sequence[str] = (),
-    job_id: str | None = None,
-    dataset_fingerprint: str | None = None,
-    on_commit: OnCommit | None = None,
-    job_running: bool = False,
-) -> PublishResult:
-    """``publish`` for an adapter file's bytes already in memory (a worker's fresh adapter):
-    validated, hashed and uploaded from memory, with no temp file written and read back."""
-    from zoo.adapter_meta import parse_adapter_header
-    name, tag_list, alias_list = _labels(name, tags, aliases)
+@dataclass(frozen=True)
+class _Source:
+    """An adapter to publish: its validated header, and how to hash and upload its bytes."""
+
+    header: AdapterHeader
+    measure: Callable[[], tuple[str, int]]  # (sha256, size)
+    put: Callable[[str], None]  # upload under the digest
+
+
+def _on_disk(store: BlobStore, path: Path) -> _Source:
+    return _Source(read_adapter_header(path), lambda: sha256_file(path),  # torch-free checks
+                   lambda digest: store.put_file(digest, path))
+
+
+def _in_memory(store: BlobStore, data: bytes) -> _Source:
     header = parse_adapter_header(data, source="adapter")
     if header.file_size != len(data):
         raise AdapterFormatError(f"adapter: {len(data)} bytes, but its header describes "
                                  f"{header.file_size}")
-    digest = hashlib.sha256(data).hexdigest()
-    return _publish(catalog, store, header, digest, len(data),
-                    lambda: store.put_bytes(digest, data), name=name, tags=tag_list,
-                    aliases=alias_list, job_id=job_id, dataset_fingerprint=dataset_fingerprint,
-                    on_commit=on_commit, job_running=job_running)
+    return _Source(header, lambda: (hashlib.sha256(data).hexdigest(), len(data)),
+                   lambda digest: store.put_bytes(digest, data))
 
 
-def _labels(name: str, tags: Sequence[str], aliases: Sequence[str],
-            ) -> tuple[str, list[str], list[str]]:
-    """The name, tags and ``NAME@ALIAS`` aliases validated before any I/O."""
-    from zoo.storage.refs import parse_name_alias, parse_tags, validate_name
-
-    name = validate_name(name)
-    tag_list = [str(t) for t in parse_tags(list(tags))]
-    alias_list = [f"{n}@{a}" for n, a in (parse_name_alias(x, default_name=name) for x in aliases)]
-    return name, tag_list, alias_list
-
-
-def _publish_file(catalog: Any, store: BlobStore, path: Path, *, name: str, tags: list[str],
-                  aliases: list[str], job_id: str | None, dataset_fingerprint: str | None,
-                  on_commit: OnCommit | None, job_running: bool = False) -> PublishResult:
-    header = read_adapter_header(path)  # torch-free format + shape validation
-    digest, size = sha256_file(path)
-    return _publish(catalog, store, header, digest, size, lambda: store.put_file(digest, path),
-                    name=name, tags=tags, aliases=aliases, job_id=job_id,
-                    dataset_fingerprint=dataset_fingerprint, on_commit=on_commit,
-                    job_running=job_running)
-
-
-def _publish(catalog: Any, store: BlobStore, header: Any, digest: str, size: int,
-             put: Callable[[], None], *, name: str, tags: list[str], aliases: list[str],
-             job_id: str | None, dataset_fingerprint: str | None, on_commit: OnCommit | None,
-             job_running: bool) -> PublishResult:
-    """Upload (verified) then the ONE catalog transaction; the shared tail of both entries."""
+def _publish(catalog: Any, store: BlobStore, source: _Source, *, name: str, tags: list[str],
+             aliases: list[str], job_id: str | None, dataset_fingerprint: str | None,
+             on_commit: OnCommit | None, job_running: bool) -> PublishResult:
+    """Upload (verified), then the ONE catalog transaction."""
     from zoo.storage.catalog import adapter_to_dict, add_adapter
 
     if job_id is not None and not job_running:
         existing = _published_by_job(catalog, job_id)
         if existing is not None:  # a retried job never publishes twice
             return PublishResult(adapter=existing, uploaded=False)
+    digest, size = source.measure()
     crash_point("before-upload")
-    uploaded = _upload_verified(store, digest, size, put)
+    uploaded = _upload_verified(store, digest, size, lambda: source.put(digest))
     crash_point("after-upload")
 
     def commit(session: Any) -> dict[str, Any]:
         row = add_adapter(
-            session, digest=digest, size=size, config=header.config, name=name,
+            session, digest=digest, size=size, config=source.header.config, name=name,
             job_id=job_id, dataset_fingerprint=dataset_fingerprint, tags=tags, aliases=aliases,
         )
-        session.flush()  # the INSERT is on the wire: a kill now tests a real open transaction
-        crash_point("in-transaction")
+        crash_point("in-transaction")  # the INSERT has run: a kill now hits an open transaction
         if on_commit is not None:
             on_commit(session, row)
         return adapter_to_dict(row)

@@ -364,7 +364,7 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
                        attempt: int, view: jobs.JobView, log: JobLog, beat: Heartbeat) -> str:
     import zoo
     from zoo.data import load_seq_cls
-    from zoo.storage.publish import publish_bytes
+    from zoo.storage.publish import publish
     from zoo.train import TrainOptions, train_adapter
 
     spec: JobSpec = view.job_spec()
@@ -429,10 +429,10 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
     # This attempt is the job's current RUNNING one (start_attempt), and a job's adapter only
     # ever commits together with its SUCCEEDED mark: none exists yet, so publish skips its
     # pre-upload lookup (add_adapter still re-checks the job id in the commit).
-    published = publish_bytes(catalog, _store(store_url), blob, name=spec.name, tags=spec.tags,
-                              aliases=[spec.alias] if spec.alias else [], job_id=job_id,
-                              dataset_fingerprint=_data_digest(spec, train_path),
-                              on_commit=on_commit, job_running=True)
+    published = publish(catalog, _store(store_url), blob, name=spec.name, tags=spec.tags,
+                        aliases=[spec.alias] if spec.alias else [], job_id=job_id,
+                        dataset_fingerprint=_data_digest(spec, train_path), on_commit=on_commit,
+                        job_running=True)
     if last_ckpt["uri"]:
         artifacts.delete(staging.digest_of(last_ckpt["uri"]))
     return published.id

@@ -8,7 +8,7 @@ import pytest
 from blob_fixtures import sha256_path, write_adapter
 
 from zoo.errors import AdapterFormatError, ConfigError, ZooError
-from zoo.storage.publish import publish, publish_bytes
+from zoo.storage.publish import publish
 
 # shared fixtures (tests/storage/blob_fixtures.py)
 backend = bf.backend
@@ -170,10 +170,10 @@ def test_errors_are_zoo_errors(module_sqlite_backend, tmp_path):
     assert sha256_path(path)  # the input file is untouched
 
 
-def test_publish_bytes_matches_publishing_the_file(backend, tmp_path):
+def test_publishing_bytes_matches_publishing_the_file(backend, tmp_path):
     path, digest = write_adapter(tmp_path / "a.safetensors", seed=11)
-    from_memory = publish_bytes(backend.catalog, backend.store, path.read_bytes(), name="mem",
-                                tags=["t"], aliases=["prod"], job_id="job-mem")
+    from_memory = publish(backend.catalog, backend.store, path.read_bytes(), name="mem",
+                          tags=["t"], aliases=["prod"], job_id="job-mem")
     assert from_memory.uploaded and from_memory.digest == digest
     assert from_memory.adapter["tags"] == ["t"] and from_memory.adapter["aliases"] == ["mem@prod"]
     assert backend.store.hash_blob(digest) == (digest, path.stat().st_size)
@@ -182,12 +182,11 @@ def test_publish_bytes_matches_publishing_the_file(backend, tmp_path):
 
 
 @pytest.mark.parametrize("cut", [1, 100])
-def test_publish_bytes_rejects_truncated_or_padded_bytes(module_sqlite_backend, tmp_path, cut):
+def test_publishing_bytes_rejects_truncated_or_padded_bytes(module_sqlite_backend, tmp_path, cut):
     path, _ = write_adapter(tmp_path / "a.safetensors", seed=12)
     data = path.read_bytes()
     for bad in (data[:-cut], data + b"\0" * cut):
         with pytest.raises(AdapterFormatError, match="header describes"):
-            publish_bytes(module_sqlite_backend.catalog, module_sqlite_backend.store, bad,
-                          name="bad")
+            publish(module_sqlite_backend.catalog, module_sqlite_backend.store, bad, name="bad")
     assert module_sqlite_backend.counts()["adapters"] == 0
     assert module_sqlite_backend.blob_digests() == set()
