@@ -46,6 +46,7 @@ from zoo.storage.models import (
     new_id,
     utcnow,
 )
+from zoo.storage.prepared import Prepared
 from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
 from zoo.storage.refs import (
     ID_ALPHABET,
@@ -62,6 +63,7 @@ __all__ = [
     "AdapterRow", "Page", "add_adapter", "resolve_ref", "resolve_many", "add_tags",
     "remove_tags", "set_alias", "remove_alias", "list_aliases", "referenced_digests",
     "list_adapters", "iter_adapters", "adapter_to_dict", "load_extras", "LOADERS",
+    "AdapterWrite", "plan_adapter", "insert_adapter", "insert_eval_results",
 ]
 
 # Explicit loaders (relationships are lazy="raise"): the base model rides along in the page
@@ -76,9 +78,9 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _insert(session: Session, table: Any) -> Any:
-    """INSERT with ON CONFLICT support for the session's dialect."""
-    if _dialect(session) == "postgresql":
+def _insert(dialect: str, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the dialect."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
@@ -137,25 +139,26 @@ def config_params(config: dict[str, Any]) -> int:
 
 
 _BASE = BaseModel.__table__
-_BASE_ID = {  # table columns, not mapped attributes: plain Core, no ORM compile step
-    False: select(_BASE.c.id).where(_BASE.c.name == bindparam("name"),
-                                    _BASE.c.digest == bindparam("digest")),
-    True: select(_BASE.c.id).where(_BASE.c.name == bindparam("name"), _BASE.c.digest.is_(None)),
+_BASE_ID = {  # publishing runs these for every adapter: Prepared, executed on the DBAPI
+    False: Prepared(select(_BASE.c.id).where(_BASE.c.name == bindparam("name"),
+                                             _BASE.c.digest == bindparam("digest"))),
+    True: Prepared(select(_BASE.c.id).where(_BASE.c.name == bindparam("name"),
+                                            _BASE.c.digest.is_(None))),
 }
 
 
-def _base_model(session: Session, name: str, digest: str | None) -> BaseModel:
+def _base_model_id(connection: Any, name: str, digest: str | None) -> int:
     """Get or create; a concurrent creator wins the unique index and we read its row.
 
-    Core statements (built once) and ``ON CONFLICT DO NOTHING``: no savepoint, no flush; the
-    row object joins the session as if loaded."""
-    conn = session.connection()
+    Prepared statements and ``ON CONFLICT DO NOTHING``: no savepoint, no flush."""
     params = {"name": name, "digest": digest}
-    base_id = conn.execute(_BASE_ID[digest is None], params).scalar()
-    if base_id is None:
-        conn.execute(_statement(session, "base"), params)
-        base_id = conn.execute(_BASE_ID[digest is None], params).scalar_one()
-    return _as_loaded(session, BaseModel(id=base_id, name=name, digest=digest))
+    found = _BASE_ID[digest is None].first(connection, params)
+    if found is None:
+        _statement(connection.dialect.name, "base").rowcount(connection, params)
+        found = _BASE_ID[digest is None].first(connection, params)
+        if found is None:
+            raise ConflictError(f"base model {name!r} vanished while being registered; retry")
+    return int(found[0])
 
 
 def _as_loaded(session: Session, obj: Any) -> Any:
@@ -237,28 +240,28 @@ _WRITES: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "tags": (TagRow.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
     "alias": (AliasRow.__table__, _alias_upsert),
 }
-_STATEMENTS: dict[tuple[str, str], Any] = {}
+_STATEMENTS: dict[tuple[str, str], Prepared] = {}
 
 
-def _statement(session: Session, kind: str) -> Any:
-    """The dialect's Core INSERT … ON CONFLICT for ``kind``, built once per process: building
-    a statement costs more than executing it from the compiled cache."""
-    key = (_dialect(session), kind)
+def _statement(dialect: str, kind: str) -> Prepared:
+    """The dialect's INSERT … ON CONFLICT for ``kind``, built once per process and run as
+    :class:`Prepared` (every publish runs these)."""
+    key = (dialect, kind)
     stmt = _STATEMENTS.get(key)
     if stmt is None:
         table, on_conflict = _WRITES[kind]
-        stmt = _STATEMENTS[key] = on_conflict(_insert(session, table))
+        stmt = _STATEMENTS[key] = Prepared(on_conflict(_insert(dialect, table)))
     return stmt
 
 
-def _insert_tags(session: Session, adapter_id: str, tags: Sequence[Any]) -> None:
+def _insert_tags(connection: Any, adapter_id: str, tags: Sequence[Any]) -> None:
     if tags:
         rows = [{"adapter_id": adapter_id, "key": t.key, "value": t.value} for t in tags]
-        session.connection().execute(_statement(session, "tags"), rows)
+        _statement(connection.dialect.name, "tags").execute_many(connection, rows)
 
 
-def _upsert_alias(session: Session, name: str, alias: str, adapter_id: str) -> None:
-    session.connection().execute(_statement(session, "alias"), {
+def _upsert_alias(connection: Any, name: str, alias: str, adapter_id: str) -> None:
+    _statement(connection.dialect.name, "alias").rowcount(connection, {
         "name": name, "alias": alias, "adapter_id": adapter_id, "updated_at": utcnow()})
 
 
@@ -271,8 +274,28 @@ def _check_alias_name(name: str, alias_name: str, alias: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- writes
-def add_adapter(
-    session: Session,
+@dataclass(frozen=True)
+class AdapterWrite:
+    """A validated adapter row to insert, with its base model, tags and aliases."""
+
+    values: dict[str, Any]  # the adapters row, as it will be written
+    base_name: str
+    base_digest: str | None
+    tags: list[Any]
+    aliases: list[tuple[str, str]]
+
+    def to_dict(self, base_id: int | None = None) -> dict[str, Any]:
+        """The ``--json`` object of the row once written (as :func:`adapter_to_dict`)."""
+        out = {k: self.values[k] for k in _COLUMNS_OUT}
+        out.update(base_model=self.base_name, base_model_digest=self.base_digest,
+                   tags=sorted({str(t) for t in self.tags}),
+                   aliases=[f"{n}@{a}" for n, a in self.aliases], metrics={},
+                   metrics_by_dataset={}, created_at=self.values["created_at"].isoformat(),
+                   config=json.loads(self.values["config"]))
+        return out
+
+
+def plan_adapter(
     *,
     digest: str,
     size: int,
@@ -284,13 +307,8 @@ def add_adapter(
     aliases: Iterable[str] = (),
     params: int | None = None,
     created_at: datetime | None = None,
-) -> Adapter:
-    """Insert an adapter row (plus tags and ``NAME@ALIAS``/``ALIAS`` aliases); idempotent.
-
-    The same digest under the same name, or the same ``job_id`` with the same bytes, returns
-    the existing adapter (adding the given tags and aliases). A ``job_id`` that already
-    published different bytes is a ConflictError. Everything is validated before any write.
-    """
+) -> AdapterWrite:
+    """Validate everything an adapter row needs, before any write (field named on error)."""
     name = validate_name(name)
     digest = validate_digest(digest)
     tag_list = parse_tags(list(tags))
@@ -310,42 +328,84 @@ def add_adapter(
         not isinstance(dataset_fingerprint, str) or len(dataset_fingerprint) > 128
     ):
         raise InvalidNameError("dataset fingerprint must be text of at most 128 characters")
-
-    base = _base_model(session, cols.pop("base_model"), cols.pop("base_model_digest"))
+    base_name, base_digest = cols.pop("base_model"), cols.pop("base_model_digest")
     created_at = (created_at or utcnow()).astimezone(timezone.utc)
     values = dict(
         id=new_id(int(created_at.timestamp() * 1000)),  # id order == creation order
-        name=name, digest=digest, size=size, base_model_id=base.id, params=params,
+        name=name, digest=digest, size=size, params=params,
         config=json.dumps(config, sort_keys=True, separators=(",", ":")),
         job_id=job_id, dataset_fingerprint=dataset_fingerprint,
         created_at=created_at, **cols,
     )
-    # Insert first, look only on conflict: INSERT … ON CONFLICT DO NOTHING inserts nothing
-    # when this job or these bytes under this name are already published (by an earlier
-    # attempt, or a concurrent publisher on PostgreSQL), and then we return that row. No
-    # lookup before, no savepoint, no ORM flush.
-    if session.connection().execute(_statement(session, "adapter"), values).rowcount != 1:
-        existing = _existing(session, name, digest, job_id)
+    return AdapterWrite(values, base_name, base_digest, tag_list, alias_list)
+
+
+def insert_adapter(connection: Any, plan: AdapterWrite) -> int | None:
+    """Write a planned adapter (base model, row, tags, aliases) on a SQLAlchemy or raw
+    (``Catalog.run_raw``) connection; returns its base model id, or None when nothing was
+    inserted because this job or these bytes under this name are already published.
+
+    Insert first, look only on conflict: ``INSERT … ON CONFLICT DO NOTHING`` inserts nothing
+    for a duplicate (an earlier attempt, or a concurrent publisher on PostgreSQL). No lookup
+    before, no savepoint, no ORM flush."""
+    base_id = _base_model_id(connection, plan.base_name, plan.base_digest)
+    values = {**plan.values, "base_model_id": base_id}
+    if _statement(connection.dialect.name, "adapter").rowcount(connection, values) != 1:
+        return None
+    _insert_tags(connection, values["id"], plan.tags)
+    for alias_name, alias in plan.aliases:
+        _upsert_alias(connection, alias_name, alias, values["id"])
+    return base_id
+
+
+_EVAL_INSERT = Prepared(EvalResult.__table__.insert())
+
+
+def insert_eval_results(connection: Any, adapter_id: str, results: Sequence[dict[str, Any]],
+                        ) -> None:
+    """Eval results (``dataset_fingerprint``, ``dataset_name``, ``metric``, ``value``,
+    ``n_examples``, ``elapsed_s``) of one adapter, on a SQLAlchemy or raw connection."""
+    now = utcnow()
+    rows = [{"adapter_id": adapter_id, "error": None, "created_at": now, **r} for r in results]
+    for row in rows:  # one statement shape for every row
+        row.setdefault("n_examples", 0)
+        row.setdefault("elapsed_s", 0.0)
+    _EVAL_INSERT.execute_many(connection, rows)
+
+
+def add_adapter(session: Session, **fields: Any) -> Adapter:
+    """Insert an adapter row (plus tags and ``NAME@ALIAS``/``ALIAS`` aliases); idempotent.
+
+    ``fields`` are :func:`plan_adapter`'s. The same digest under the same name, or the same
+    ``job_id`` with the same bytes, returns the existing adapter (adding the given tags and
+    aliases). A ``job_id`` that already published different bytes is a ConflictError.
+    Everything is validated before any write.
+    """
+    plan = plan_adapter(**fields)
+    values = plan.values
+    base_id = insert_adapter(session.connection(), plan)
+    if base_id is None:
+        existing = _existing(session, values["name"], values["digest"], values["job_id"])
         if existing is None:
             raise ConflictError(f"adapter id {values['id']} collided; publish again")
-        return _label_existing(session, existing, tag_list, alias_list)
-    _insert_tags(session, values["id"], tag_list)
-    for alias_name, alias in alias_list:
-        _upsert_alias(session, alias_name, alias, values["id"])
+        return _label_existing(session, existing, plan.tags, plan.aliases)
     # A new row's listing fields are exactly what was just written: no reload query.
-    row = _as_loaded(session, Adapter(**values))
+    base = _as_loaded(session, BaseModel(id=base_id, name=plan.base_name,
+                                         digest=plan.base_digest))
+    row = _as_loaded(session, Adapter(**values, base_model_id=base_id))
     set_committed_value(row, "base_model", base)
-    setattr(row, _EXTRAS, Extras(tags=sorted({str(t) for t in tag_list}),
-                                 aliases=[f"{n}@{a}" for n, a in alias_list]))
+    setattr(row, _EXTRAS, Extras(tags=sorted({str(t) for t in plan.tags}),
+                                 aliases=[f"{n}@{a}" for n, a in plan.aliases]))
     return row
 
 
 def _label_existing(session: Session, existing_id: str, tags: Sequence[Any],
                     aliases: Sequence[tuple[str, str]]) -> Adapter:
     """Idempotent publish: add the tags and aliases to the adapter already there."""
-    _insert_tags(session, existing_id, tags)
+    connection = session.connection()
+    _insert_tags(connection, existing_id, tags)
     for alias_name, alias in aliases:
-        _upsert_alias(session, alias_name, alias, existing_id)
+        _upsert_alias(connection, alias_name, alias, existing_id)
     return _loaded(session, existing_id)
 
 
@@ -379,7 +439,7 @@ def add_tags(session: Session, ref: str | Adapter, tags: Iterable[str]) -> Adapt
     if not tag_list:
         raise InvalidNameError("no tags given")
     adapter = _resolve_id(session, ref)
-    _insert_tags(session, adapter, tag_list)
+    _insert_tags(session.connection(), adapter, tag_list)
     return _loaded(session, adapter)
 
 
@@ -402,7 +462,7 @@ def set_alias(session: Session, name_alias: str, ref: str | Adapter) -> Adapter:
     name, alias = parse_name_alias(name_alias)
     adapter = resolve_ref(session, ref) if isinstance(ref, str) else ref
     _check_alias_name(adapter.name, name, alias)
-    _upsert_alias(session, name, alias, adapter.id)
+    _upsert_alias(session.connection(), name, alias, adapter.id)
     return _loaded(session, adapter.id)
 
 

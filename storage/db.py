@@ -8,6 +8,8 @@ transaction never fails half-way on a lock upgrade. PostgreSQL: ``postgresql+psy
 lock when SQLite reports "database is locked". ``Catalog.run(fn)`` runs ``fn(session)`` inside
 ``transaction()`` and re-runs the whole unit on retryable errors (SQLite busy, PostgreSQL
 serialization failure / deadlock), so users never see "database is locked".
+``Catalog.run_raw(fn)`` is the same for a function of a pooled DBAPI connection, whose
+statements are all ``zoo.storage.prepared.Prepared``: the lean path every training job takes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -95,14 +97,23 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 def _begin_immediate(conn: sa.Connection) -> None:
-    """``BEGIN IMMEDIATE``, polling for the write lock every 0.1–2 ms.
+    """The SQLite ``begin`` event: ``BEGIN IMMEDIATE`` with :func:`begin_immediate`."""
+    raw = conn.connection.dbapi_connection
+    try:
+        begin_immediate(raw)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite3.Error,
+                                  dialect=conn.dialect) from exc
+
+
+def begin_immediate(raw: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE`` on a sqlite3 connection, polling for the write lock every 0.1–2 ms.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, … ms between tries. Writers here hold the
     lock for about a millisecond, so a waiter would mostly oversleep: with two busy workers
     that was ~2 ms per job. Polling finely (busy timeout off meanwhile) ends the wait when the
     lock is free; after ``BUSY_TIMEOUT_MS`` the last try raises "database is locked" as before.
     """
-    raw = conn.connection.dbapi_connection
     raw.execute("PRAGMA busy_timeout=0")
     try:
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
@@ -114,12 +125,21 @@ def _begin_immediate(conn: sa.Connection) -> None:
             except sqlite3.OperationalError as exc:
                 text = str(exc).lower()
                 if "locked" not in text and "busy" not in text:
-                    break  # not a lock wait: let the wrapped statement below raise it
+                    raise
             time.sleep(delay)
             delay = min(delay * 1.5, 0.002)
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # raises SQLAlchemy's OperationalError
+        raw.execute("BEGIN IMMEDIATE")  # raises "database is locked"
     finally:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+class RawConnection:
+    """A pooled DBAPI connection in a write transaction, for :class:`Prepared` statements:
+    what ``Catalog.run_raw`` hands its function (``.dialect``, ``.connection``)."""
+
+    def __init__(self, dialect: sa.Dialect, pooled: Any) -> None:
+        self.dialect = dialect
+        self.connection = pooled
 
 
 class Catalog:
@@ -174,6 +194,45 @@ class Catalog:
                 time.sleep(_backoff(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def run_raw(self, fn: Callable[[RawConnection], T]) -> T:
+        """``fn(connection)`` in one write transaction on a pooled DBAPI connection, re-run
+        whole on retryable errors, like :meth:`run`.
+
+        For the per-job hot path, whose statements are all :class:`Prepared`: SQLAlchemy's
+        Session and Connection layers cost more than such a transaction's statements."""
+        for attempt in range(RETRY_ATTEMPTS):
+            pooled = self.engine.raw_connection()
+            try:
+                return self._raw_transaction(pooled, fn)
+            except DBAPIError as exc:
+                if not is_retryable(exc):
+                    raise
+                if attempt == RETRY_ATTEMPTS - 1:
+                    raise self._busy(exc) from None
+            finally:
+                pooled.close()
+            time.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raw_transaction(self, pooled: Any, fn: Callable[[RawConnection], T]) -> T:
+        dialect = self.engine.dialect
+        raw = pooled.dbapi_connection
+        step = "BEGIN"
+        try:
+            if self.dialect == "sqlite":
+                begin_immediate(raw)  # PostgreSQL: the first statement begins
+            step = "statement"
+            result = fn(RawConnection(dialect, pooled))
+            step = "COMMIT"
+            raw.commit()
+            return result
+        except BaseException as exc:
+            _rollback_or_invalidate(pooled)
+            if isinstance(exc, dialect.loaded_dbapi.Error):  # as SQLAlchemy would raise it
+                raise DBAPIError.instance(step, (), exc, dialect.loaded_dbapi.Error,
+                                          dialect=dialect) from exc
+            raise
+
     def _busy(self, exc: BaseException) -> CatalogBusyError:
         return CatalogBusyError(
             f"catalog {self.redacted_url} stayed busy after {RETRY_ATTEMPTS} attempts "
@@ -196,6 +255,14 @@ class Catalog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _rollback_or_invalidate(pooled: Any) -> None:
+    """Roll back; a connection that cannot even do that is dropped from the pool."""
+    try:
+        pooled.dbapi_connection.rollback()
+    except Exception:  # noqa: BLE001 - broken connection: never hand it out again
+        pooled.invalidate()
 
 
 def _make_engine(url: str) -> Engine:

@@ -30,7 +30,9 @@ from zoo.storage.blobstore import BlobStore, sha256_file
 CRASH_ENV = "ZOO_CRASH_AT"
 CRASH_POINTS = ("before-upload", "after-upload", "in-transaction")
 
-OnCommit = Callable[[Any, Any], None]  # (session, adapter_row) inside the publish transaction
+# (connection, adapter_id) inside the publish transaction: a SQLAlchemy Connection or the raw
+# one of ``Catalog.run_raw``; both run ``zoo.storage.prepared.Prepared`` statements.
+OnCommit = Callable[[Any, str], None]
 
 
 def crash_point(name: str) -> None:
@@ -127,28 +129,39 @@ def _publish(catalog: Any, store: BlobStore, source: _Source, *, name: str, tags
              aliases: list[str], job_id: str | None, dataset_fingerprint: str | None,
              on_commit: OnCommit | None, job_running: bool) -> PublishResult:
     """Upload (verified), then the ONE catalog transaction."""
-    from zoo.storage.catalog import adapter_to_dict, add_adapter
+    from zoo.storage.catalog import adapter_to_dict, add_adapter, insert_adapter, plan_adapter
 
     if job_id is not None and not job_running:
         existing = _published_by_job(catalog, job_id)
         if existing is not None:  # a retried job never publishes twice
             return PublishResult(adapter=existing, uploaded=False)
     digest, size = source.measure()
+    fields = {"digest": digest, "size": size, "config": source.header.config, "name": name,
+              "job_id": job_id, "dataset_fingerprint": dataset_fingerprint, "tags": tags,
+              "aliases": aliases}
+    plan = plan_adapter(**fields)  # every field is checked before the upload
     crash_point("before-upload")
     uploaded = _upload_verified(store, digest, size, lambda: source.put(digest))
     crash_point("after-upload")
 
-    def commit(session: Any) -> dict[str, Any]:
-        row = add_adapter(
-            session, digest=digest, size=size, config=source.header.config, name=name,
-            job_id=job_id, dataset_fingerprint=dataset_fingerprint, tags=tags, aliases=aliases,
-        )
+    def commit_new(connection: Any) -> dict[str, Any] | None:
+        """A new adapter, on the raw connection: its row is what was written."""
+        if insert_adapter(connection, plan) is None:
+            return None  # published before: labelled and returned by commit_existing
         crash_point("in-transaction")  # the INSERT has run: a kill now hits an open transaction
         if on_commit is not None:
-            on_commit(session, row)
+            on_commit(connection, plan.values["id"])
+        return plan.to_dict()
+
+    def commit_existing(session: Any) -> dict[str, Any]:
+        row = add_adapter(session, **fields)
+        crash_point("in-transaction")
+        if on_commit is not None:
+            on_commit(session.connection(), row.id)
         return adapter_to_dict(row)
 
-    adapter = catalog.run(commit)  # one transaction, re-run whole if the database was busy
+    # one transaction, re-run whole if the database was busy
+    adapter = catalog.run_raw(commit_new) or catalog.run(commit_existing)
     return PublishResult(adapter=adapter, uploaded=uploaded)
 
 

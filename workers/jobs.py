@@ -19,6 +19,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from zoo.errors import JobError, NotFoundError
 from zoo.jobspec import JobSpec
 from zoo.storage.models import Job, new_id
+from zoo.storage.prepared import Prepared
 
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
@@ -194,19 +196,22 @@ def set_ray_ref(catalog: Any, job_id: str, ref: str) -> None:
 
 _JOBS = Job.__table__
 _NOW = sa.bindparam("now", type_=_JOBS.c.heartbeat_at.type)
-# Transition statements are built once: building one costs more than running it.
-_START = (sa.update(_JOBS).where(_JOBS.c.id == sa.bindparam("job"), _JOBS.c.state.in_(ACTIVE))
-          .values(state=RUNNING, attempt=_JOBS.c.attempt + 1, node=sa.bindparam("at_node"),
-                  worker_pid=sa.bindparam("pid"), heartbeat_at=_NOW,
-                  started_at=sa.func.coalesce(_JOBS.c.started_at, _NOW))
-          .returning(*_JOBS.c))
-_SUCCEED = (sa.update(_JOBS)
-            .where(_JOBS.c.id == sa.bindparam("job"), _JOBS.c.state == RUNNING,
-                   _JOBS.c.attempt == sa.bindparam("current"))
-            .values(state=SUCCEEDED, adapter_id=sa.bindparam("adapter"), finished_at=_NOW,
-                    error=None, checkpoint_uri=None,
-                    log_uri=sa.func.coalesce(sa.bindparam("log", type_=sa.String),
-                                             _JOBS.c.log_uri)))
+# Transition statements are built once and run as Prepared: the hot path of every job.
+_ACTIVE_STATE = sa.or_(*(_JOBS.c.state == state for state in ACTIVE))  # no expanding IN
+_START = Prepared(
+    sa.update(_JOBS).where(_JOBS.c.id == sa.bindparam("job"), _ACTIVE_STATE)
+    .values(state=RUNNING, attempt=_JOBS.c.attempt + 1, node=sa.bindparam("at_node"),
+            worker_pid=sa.bindparam("pid"), heartbeat_at=_NOW,
+            started_at=sa.func.coalesce(_JOBS.c.started_at, _NOW))
+    .returning(*_JOBS.c))
+_COLUMN_NAMES = tuple(column.key for column in _JOBS.c)
+_SUCCEED = Prepared(
+    sa.update(_JOBS)
+    .where(_JOBS.c.id == sa.bindparam("job"), _JOBS.c.state == RUNNING,
+           _JOBS.c.attempt == sa.bindparam("current"))
+    .values(state=SUCCEEDED, adapter_id=sa.bindparam("adapter"), finished_at=_NOW, error=None,
+            checkpoint_uri=None,
+            log_uri=sa.func.coalesce(sa.bindparam("log", type_=sa.String), _JOBS.c.log_uri)))
 
 
 def start_attempt(catalog: Any, job_id: str, *, node: str | None = None,
@@ -219,21 +224,11 @@ def start_attempt(catalog: Any, job_id: str, *, node: str | None = None,
     """
     params = {"job": job_id, "at_node": node or socket.gethostname(),
               "pid": pid if pid is not None else os.getpid(), "now": utcnow()}
-
-    def run(session: Any) -> tuple[JobView, int | None]:
-        row = session.connection().execute(_START, params).first()  # UPDATE … RETURNING
-        if row is None:
-            return _view_or_missing(session, job_id), None
-        return JobView.of(row), int(row.attempt)
-
-    return catalog.run(run)
-
-
-def _view_or_missing(session: Any, job_id: str) -> JobView:
-    row = session.get(Job, job_id)
-    if row is None:
-        raise NotFoundError(f"no job with id {job_id!r}")
-    return JobView.of(row)
+    values = catalog.run_raw(lambda connection: _START.first(connection, params))
+    if values is None:  # terminal (or unknown): nothing to run
+        return get_job(catalog, job_id), None
+    view = JobView.of(SimpleNamespace(**dict(zip(_COLUMN_NAMES, values, strict=True))))
+    return view, view.attempt
 
 
 def mark_running(catalog: Any, job_id: str, *, node: str | None = None,
@@ -269,14 +264,19 @@ def set_log_uri(catalog: Any, job_id: str, uri: str) -> None:
     _update(catalog, job_id, (*ACTIVE, *TERMINAL), {"log_uri": uri})
 
 
-def succeed_in_session(session: Any, job_id: str, attempt: int, adapter_id: str, *,
-                       log_uri: str | None = None) -> None:
-    """Mark SUCCEEDED inside the publish transaction; raise (rolling it back) if not current."""
-    result = session.connection().execute(_SUCCEED, {  # Core: no ORM flush to pay for
+_STATE_OF = Prepared(sa.select(_JOBS.c.state).where(_JOBS.c.id == sa.bindparam("job")))
+
+
+def succeed_in_transaction(connection: Any, job_id: str, attempt: int, adapter_id: str, *,
+                           log_uri: str | None = None) -> None:
+    """Mark SUCCEEDED inside the publish transaction (its ``on_commit`` connection); raise,
+    rolling it back, if this attempt is no longer the job's current RUNNING one."""
+    moved = _SUCCEED.rowcount(connection, {
         "job": job_id, "current": attempt, "adapter": adapter_id, "now": utcnow(),
         "log": log_uri or None})
-    if result.rowcount != 1:
-        state = session.execute(sa.select(Job.state).where(Job.id == job_id)).scalar()
+    if moved != 1:
+        found = _STATE_OF.first(connection, {"job": job_id})
+        state = found[0] if found else "missing"
         raise JobError(f"job {job_id} is {state}, not running attempt {attempt}; "
                        "its adapter is not published")
 
@@ -319,5 +319,5 @@ __all__ = [
     "ACTIVE", "CANCELLED", "FAILED", "JobView", "PENDING", "RUNNING", "SUCCEEDED", "TERMINAL",
     "create_jobs", "get_job", "heartbeat", "list_jobs", "mark_cancelled", "mark_failed",
     "mark_running", "reap_stale", "set_checkpoint", "set_log_uri", "set_ray_ref",
-    "set_ray_refs", "start_attempt", "succeed_in_session",
+    "set_ray_refs", "start_attempt", "succeed_in_transaction",
 ]

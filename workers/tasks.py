@@ -364,6 +364,7 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
                        attempt: int, view: jobs.JobView, log: JobLog, beat: Heartbeat) -> str:
     import zoo
     from zoo.data import load_seq_cls
+    from zoo.storage.catalog import insert_eval_results
     from zoo.storage.publish import publish
     from zoo.train import TrainOptions, train_adapter
 
@@ -421,10 +422,11 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
     log.write(f"publishing adapter sha256:{hashlib.sha256(blob).hexdigest()}")
     log_uri = log.upload()
 
-    def on_commit(session: Any, row: Any) -> None:
-        jobs.succeed_in_session(session, job_id, attempt, row.id, log_uri=log_uri)
+    def on_commit(connection: Any, adapter_id: str) -> None:
+        jobs.succeed_in_transaction(connection, job_id, attempt, adapter_id, log_uri=log_uri)
         if eval_path is not None:
-            session.add_all(_eval_rows(row.id, spec, eval_path, result.metrics))
+            insert_eval_results(connection, adapter_id,
+                                _eval_rows(spec, eval_path, result.metrics))
 
     # This attempt is the job's current RUNNING one (start_attempt), and a job's adapter only
     # ever commits together with its SUCCEEDED mark: none exists yet, so publish skips its
@@ -459,19 +461,17 @@ def _load_checkpoint(artifacts: Any, job_id: str, uri: str | None, log: JobLog) 
     return data[len(header):]
 
 
-def _eval_rows(adapter_id: str, spec: JobSpec, eval_path: str,
-               metrics: dict[str, Any]) -> list[Any]:
+def _eval_rows(spec: JobSpec, eval_path: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """The training run's eval metrics as catalog eval results (``zoo ls metrics.accuracy>…``)."""
     from zoo.data import fingerprint
-    from zoo.storage.models import EvalResult
 
     uri = spec.data.eval or eval_path
     digest = staging.digest_of(uri) if uri.startswith(staging.BLOB_SCHEME) \
         else fingerprint(eval_path)
     examples = metrics.get("eval_examples") or metrics.get("eval_n") or 0
-    return [EvalResult(adapter_id=adapter_id, dataset_fingerprint=digest,
-                       dataset_name=staging.data_name(uri)[:256], metric=key[len("eval_"):],
-                       value=float(value), n_examples=int(examples), elapsed_s=0.0)
+    return [{"dataset_fingerprint": digest, "dataset_name": staging.data_name(uri)[:256],
+             "metric": key[len("eval_"):], "value": float(value), "n_examples": int(examples),
+             "elapsed_s": 0.0}
             for key, value in sorted(metrics.items())
             if key.startswith("eval_") and isinstance(value, float)]
 

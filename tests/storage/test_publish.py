@@ -51,27 +51,30 @@ def test_same_job_id_publishes_once(backend, tmp_path):
 
 
 def test_on_commit_runs_inside_the_transaction(sqlite_backend, tmp_path):
-    from sqlalchemy import select
+    from sqlalchemy import bindparam, select
 
     from zoo.storage.models import Adapter
+    from zoo.storage.prepared import Prepared
 
     path, digest = write_adapter(tmp_path / "a.safetensors", seed=5)
     seen = []
+    by_digest = Prepared(select(Adapter.__table__.c.id).where(
+        Adapter.__table__.c.digest == bindparam("digest")))
 
-    def on_commit(session, row):
+    def on_commit(connection, adapter_id):
         # the row is visible in this transaction before it commits
-        seen.append(session.scalars(select(Adapter.id).where(Adapter.digest == digest)).all())
-        seen.append(row.id)
+        seen.append(by_digest.first(connection, {"digest": digest}))
+        seen.append(adapter_id)
 
     result = publish(sqlite_backend.catalog, sqlite_backend.store, path, name="x",
                      on_commit=on_commit)
-    assert seen == [[result.id], result.id]
+    assert seen == [(result.id,), result.id]
 
 
 def test_on_commit_failure_rolls_back_the_row(sqlite_backend, tmp_path):
     path, digest = write_adapter(tmp_path / "a.safetensors", seed=6)
 
-    def boom(session, row):
+    def boom(connection, adapter_id):
         raise RuntimeError("job state update failed")
 
     with pytest.raises(RuntimeError, match="job state"):
