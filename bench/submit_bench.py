@@ -9,7 +9,7 @@ log upload), and publishing every adapter (blob + catalog row + SUCCEEDED in one
 The bare side is `ray.remote` around `train_adapter`; it serialises the adapter and returns its
 size.
 
-    python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2] [--rounds 1] [--repeat 5]
+    python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2] [--rounds 1] [--repeat 9]
 
 Prints, for each repeat, wall time and jobs/s for each side and the overhead ratio zoo / bare,
 then the median ratio over the repeats (target <= 1.2x). Every job trains a distinct seed, so
@@ -122,13 +122,16 @@ def run_paired(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: i
     """(bare, zoo) seconds per job, measured job by job in this process without Ray: a zoo
     job (``run_job``: attempt, train, log, publish) then the same bare training, alternating.
     Paired this closely, machine drift hits both sides alike, so this ratio is stable where
-    the wall-clock one swings."""
+    the wall-clock one swings. One torch thread, as in a Ray task given one CPU."""
+    import torch
+
     from zoo.jobspec import load_specs
     from zoo.storage.db import open_catalog
     from zoo.workers import jobs as job_rows
     from zoo.workers.staging import stage_inputs
     from zoo.workers.tasks import run_job
 
+    torch.set_num_threads(1)
     spec_path = write_spec(root, model_dir, jobs + 1, steps, first_seed=first_seed)
     specs = load_specs(spec_path)
     with open_catalog(catalog_url) as catalog:
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: bench/.work)")
     parser.add_argument("--paired", type=int, default=150,
                         help="jobs of the paired per-job measurement without Ray")
-    parser.add_argument("--repeat", type=int, default=5,
+    parser.add_argument("--repeat", type=int, default=9,
                         help="whole comparisons; the median ratio is the result")
     args = parser.parse_args(argv)
 
