@@ -152,19 +152,27 @@ def fsck(ctx: click.Context, verify: bool, workers: int, as_json: bool,
 @store_options
 def gc(dry_run: bool, grace: str, as_json: bool, catalog_url: str | None,
        store_url: str | None) -> None:
-    """Remove orphan blobs (no catalog row references them) older than --grace."""
+    """Remove orphan blobs older than --grace: adapter blobs no catalog row references, and
+    job artifacts (staged inputs, logs, checkpoints) no job row needs."""
     from zoo.storage.fsck import gc as run_gc
+    from zoo.workers.artifacts import gc_job_artifacts
 
     with opened(catalog_url, store_url) as (catalog, store):
         report = run_gc(catalog, store, grace=grace, dry_run=dry_run)
+        jobs_report = gc_job_artifacts(catalog, store.url, grace=grace, dry_run=dry_run)
     if as_json:
-        _emit(report.to_dict())
+        _emit({**report.to_dict(), "jobs": jobs_report.to_dict()})
         return
     verb = "would remove" if dry_run else "removed"
     for blob in report.removed:
         click.echo(f"{verb} sha256:{blob.digest} ({blob.size} bytes)")
     click.echo(f"{verb} {len(report.removed)} orphan blob(s), {report.removed_bytes} bytes; "
                f"kept {len(report.kept_young)} younger than {grace}")
+    for blob in jobs_report.removed:
+        click.echo(f"{verb} job artifact sha256:{blob.digest} ({blob.size} bytes)")
+    click.echo(f"job artifacts: {verb} {len(jobs_report.removed)} orphan blob(s), "
+               f"{jobs_report.removed_bytes} bytes; kept {len(jobs_report.kept_young)} "
+               f"younger than {grace}")
 
 
 def register(group: click.Group) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -173,9 +174,19 @@ def fsck(catalog: Any, store: BlobStore, *, verify: bool = False, workers: int =
 def gc(catalog: Any, store: BlobStore, *, grace: str | float = "1h",
        dry_run: bool = False) -> GcReport:
     """Delete orphan blobs older than ``grace``; never a blob any catalog row references."""
+    return collect_garbage(store, lambda: _catalog_rows(catalog)[1], grace=grace,
+                           dry_run=dry_run)
+
+
+def collect_garbage(store: BlobStore, referenced_now: Callable[[], set[str]], *,
+                    grace: str | float = "1h", dry_run: bool = False) -> GcReport:
+    """Delete the blobs of ``store`` outside ``referenced_now()`` and older than ``grace``.
+
+    The store is listed BEFORE the referenced set is read, so a row committed in between is
+    seen; each candidate is re-checked just before deletion (a re-upload touches it)."""
     grace_s = parse_duration(grace)
-    listed = list(store.list_blobs())  # list first: a row committed after this is seen below
-    _rows, referenced = _catalog_rows(catalog)
+    listed = list(store.list_blobs())
+    referenced = referenced_now()
     report = GcReport(store=store.url, dry_run=dry_run, grace_seconds=grace_s)
     now = time.time()
     for info in sorted(listed, key=lambda b: b.digest):
