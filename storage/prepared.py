@@ -6,11 +6,13 @@ statement in ~0.05 ms, but SQLAlchemy's per-execution machinery around it (cache
 context, parameter and result processing: several hundred Python calls) cost ~0.5-1 ms per
 statement inside a worker between two trainings, most of the zoo's own time per short job.
 Here SQLAlchemy still writes the SQL (dialect, quoting, paramstyle, type conversions); only
-the execution is done by hand, in the caller's transaction (a Session's or Connection's), so
-the transaction, its lock handling and its retries stay where they are.
+the execution is done by hand, in the caller's transaction: a Session's connection, a Core
+Connection, or ``Catalog.run_raw``'s lean one, whose lock handling and retries match
+``Catalog.run``.
 
 Use it for hot, simple statements only: no expanding ``IN`` parameters (write ``OR``), and an
-INSERT must be given every column it writes (Python-side column defaults are not applied).
+INSERT must be given every column that has a Python-side default (refused otherwise: it would
+write NULL).
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ class Prepared:
         found = self._compiled.get(cache_key)
         if found is not None:
             return found
+        if keys is not None:  # an INSERT: a column left out would get NULL, not its default
+            table = self.statement.table
+            unfilled = sorted(column.key for column in table.columns
+                              if column.key not in keys and column.default is not None)
+            if unfilled:
+                raise ValueError(f"Prepared INSERT into {table.name} needs values for "
+                                 f"{', '.join(unfilled)} (Python-side defaults are not applied)")
         compiled = self.statement.compile(dialect=dialect, column_keys=keys)
         if any(bind.expanding for bind in compiled.binds.values()):
             raise ValueError("Prepared statements cannot use expanding IN parameters")

@@ -64,6 +64,14 @@ def test_a_missing_value_is_refused_before_anything_runs(catalog):
         catalog.run_raw(lambda conn: start.rowcount(conn, {"job": "x"}))
 
 
+def test_an_insert_missing_a_defaulted_column_is_refused(catalog):
+    from zoo.storage.models import EvalResult
+
+    insert = Prepared(EvalResult.__table__.insert())
+    with pytest.raises(ValueError, match="created_at, elapsed_s, n_examples"):
+        catalog.run_raw(lambda conn: insert.rowcount(conn, {"adapter_id": "a", "metric": "m"}))
+
+
 def test_expanding_in_is_refused(catalog):
     stmt = Prepared(sa.select(JOBS.c.id).where(JOBS.c.state.in_(["PENDING", "RUNNING"])))
     with pytest.raises(ValueError, match="expanding"):
