@@ -46,10 +46,15 @@ class EvalItem:
     base_model: str
     task: str
     labels: tuple[str, ...] | None = None
+    # where a zoo job found its base (``zoo-model:sha256:…`` staged by `zoo submit`, or
+    # s3://…): the name in the adapter is then only a display name, loadable nowhere
+    base_location: str | None = None
 
     @property
     def group(self) -> tuple[str, str, tuple[str, ...] | None]:
-        return (self.base_model, self.task, self.labels)
+        """Adapters that share one loaded base: the same base (by location when known: two
+        staged directories may share a display name), task and head labels."""
+        return (self.base_location or self.base_model, self.task, self.labels)
 
 
 @dataclass
@@ -118,6 +123,7 @@ class EvalWorker:
 
             torch.set_num_threads(threads)
         self.store = open_store(store_url)
+        self.store_url, self.home = store_url, home
         root = Path(home or resolve_settings().home) / "cache"
         self.adapter_cache = root / "adapters"
         fingerprint = hashlib.sha256(dataset).hexdigest()
@@ -170,12 +176,30 @@ class EvalWorker:
             from zoo.batch_eval import label_names_for_adapter, load_base_for, load_dataset
 
             self.loaded = None
-            model, tokenizer, choice = load_base_for(first, device=self.device)
+            model, tokenizer, choice = load_base_for(first, device=self.device,
+                                                     base=self._base_path(group[0]))
             dataset = load_dataset(first.config["task"], self.data_path, tokenizer,
                                    max_length=self.max_length, max_examples=self.max_examples,
                                    label_names=label_names_for_adapter(first))
             self.loaded, self.group = (model, tokenizer, choice, dataset), group
         return self.loaded
+
+
+    def _base_path(self, base: str) -> str | None:
+        """A local directory for a job's staged or s3:// base (fetched into this node's cache
+        once), None for a name the adapter's own ``base_model`` already resolves."""
+        from zoo.workers.staging import fetch_model
+
+        if not is_base_location(base):
+            return None
+        return fetch_model(base, self.store_url, home=self.home)[0]
+
+
+def is_base_location(base: str) -> bool:
+    """A base the worker must fetch: staged by `zoo submit` into the store, or on S3."""
+    from zoo.workers.staging import MODEL_SCHEME
+
+    return base.startswith((MODEL_SCHEME, "s3://"))
 
 
 def _error(adapter_id: str, exc: BaseException) -> dict[str, Any]:
@@ -199,20 +223,23 @@ def select_items(catalog: Any, query: str) -> list[EvalItem]:
     """Adapters matching ``query`` with what grouping and pulling need (one light query)."""
     from sqlalchemy import select
 
-    from zoo.storage.models import Adapter, BaseModel
+    from zoo.storage.models import Adapter, BaseModel, Job
     from zoo.storage.query import compile_query
 
     with catalog.transaction(readonly=True) as session:
         stmt = (select(Adapter.id, Adapter.name, Adapter.digest, Adapter.size, BaseModel.name,
-                       Adapter.task, Adapter.config)
+                       Adapter.task, Adapter.config, Job.spec)
                 .join(BaseModel, Adapter.base_model_id == BaseModel.id)
+                .outerjoin(Job, Job.id == Adapter.job_id)
                 .where(*compile_query(query)).order_by(Adapter.created_at, Adapter.id))
         items = []
-        for id_, name, digest, size, base, task, config in session.execute(stmt):
+        for id_, name, digest, size, base, task, config, spec in session.execute(stmt):
             cfg = json.loads(config)
             labels = cfg.get("label_names") or cfg.get("labels")
+            location = json.loads(spec).get("base_model") if spec else None
             items.append(EvalItem(id_, name, digest, int(size), base, task,
-                                  tuple(map(str, labels)) if isinstance(labels, list) else None))
+                                  tuple(map(str, labels)) if isinstance(labels, list) else None,
+                                  location if location and is_base_location(location) else None))
     return items
 
 

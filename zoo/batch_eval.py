@@ -278,17 +278,21 @@ def head_labels(adapter: Adapter) -> list[str] | None:
     return None
 
 
-def load_base_for(adapter: Adapter, *, device: str | None = None) -> tuple[Any, Any, Any]:
+def load_base_for(adapter: Adapter, *, device: str | None = None,
+                  base: str | None = None) -> tuple[Any, Any, Any]:
     """(model, tokenizer, DeviceChoice) for an adapter's base: CUDA + bf16 when usable, else CPU.
 
     The same code path on both: :func:`zoo.device.select_device` decides, the base is loaded
     in ``choice.base_dtype`` and :func:`evaluate_many` gets ``choice.autocast_dtype``.
+    ``base`` (a local directory) overrides the adapter's ``base_model`` name: a zoo job's base,
+    fetched from where the job found it.
     """
     from zoo.device import select_device
     from zoo.models import load_base
 
     choice = select_device(device)
     cfg = adapter.config
-    model, tokenizer = load_base(cfg["base_model"], cfg["task"], label_names=head_labels(adapter),
+    model, tokenizer = load_base(base or cfg["base_model"], cfg["task"],
+                                 label_names=head_labels(adapter),
                                  dtype=choice.base_dtype, device=choice.device)
     return model, tokenizer, choice
