@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="whole comparisons; the median ratio is the result")
     args = parser.parse_args(argv)
 
-    workdir = Path(args.workdir).expanduser()
+    workdir = Path(args.workdir).expanduser().resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="zoo-submit-bench-", dir=workdir) as tmp:
         root = Path(tmp)
@@ -235,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
         paired = root / "paired"
         paired.mkdir()
-        bare_job_s, zoo_job_s = run_paired(paired, model_dir, args.paired, args.steps, seed,
-                                           settings.catalog_url, settings.store_url)
+        bare_job_s = zoo_job_s = 0.0
+        if args.paired > 0:
+            bare_job_s, zoo_job_s = run_paired(paired, model_dir, args.paired, args.steps, seed,
+                                               settings.catalog_url, settings.store_url)
 
     n = results[0][2]
     print(f"submit bench: {n} jobs x {args.steps} steps, tiny causal LM, {args.cpus} Ray CPUs, "
@@ -254,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  median: bare {bare_rate:.2f} jobs/s, zoo {zoo_rate:.2f} jobs/s; overhead ratio "
           f"zoo / bare {statistics.median(ratios):.3f}x (min {ratios[0]:.3f}, max "
           f"{ratios[-1]:.3f}; target <= 1.2x)")
+    if args.paired <= 0:
+        return 0
     print(f"  paired, no Ray ({args.paired} jobs alternating in one process): bare "
           f"{bare_job_s * 1000:.1f} ms/job, zoo {zoo_job_s * 1000:.1f} ms/job; ratio "
           f"{zoo_job_s / bare_job_s:.3f}x, the zoo adds {(zoo_job_s - bare_job_s) * 1000:.1f} ms "
