@@ -284,7 +284,7 @@ class AdapterWrite:
     tags: list[Any]
     aliases: list[tuple[str, str]]
 
-    def to_dict(self, base_id: int | None = None) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object of the row once written (as :func:`adapter_to_dict`)."""
         out = {k: self.values[k] for k in _COLUMNS_OUT}
         out.update(base_model=self.base_name, base_model_digest=self.base_digest,
