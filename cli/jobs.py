@@ -161,7 +161,7 @@ def show(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends.")
 def logs(job_id: str, follow: bool) -> None:
-    """Print a job's log (uploaded to the store by its worker as it runs)."""
+    """Print a job's log (shipped by its worker as it runs; kept in the catalog once done)."""
     from zoo.workers.control import stream_log
 
     settings = _settings()

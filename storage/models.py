@@ -215,6 +215,9 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     log_uri: Mapped[str | None] = mapped_column(String(1024))
+    # A finished attempt's whole log when it is small (the common case): one blob less per
+    # job, and no store round trip before the SUCCEEDED commit. Otherwise log_uri names it.
+    log_text: Mapped[str | None] = mapped_column(Text)
     checkpoint_uri: Mapped[str | None] = mapped_column(String(1024))
     adapter_id: Mapped[str | None] = mapped_column(ForeignKey("adapters.id"))
 

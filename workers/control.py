@@ -86,8 +86,13 @@ def cancel_jobs(catalog: Any, job_ids: Sequence[str], *, wait_s: float = 30.0,
 
 
 def read_log(catalog: Any, store_url: str, job_id: str) -> tuple[jobs.JobView, bytes]:
-    """The job and its latest uploaded log (empty before the first heartbeat)."""
+    """The job and its log: the final one kept in its row, else the latest uploaded (empty
+    before the first heartbeat)."""
     view = jobs.get_job(catalog, job_id)
+    if view.terminal:
+        text = jobs.log_text(catalog, view.id)
+        if text is not None:
+            return view, text.encode()
     if not view.log_uri:
         return view, b""
     store = staging.open_artifacts(store_url)

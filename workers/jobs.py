@@ -205,13 +205,18 @@ _START = Prepared(
             started_at=sa.func.coalesce(_JOBS.c.started_at, _NOW))
     .returning(*_JOBS.c))
 _COLUMN_NAMES = tuple(column.key for column in _JOBS.c)
+_LOG_TEXT = sa.bindparam("log_text", type_=sa.Text)
 _SUCCEED = Prepared(
     sa.update(_JOBS)
     .where(_JOBS.c.id == sa.bindparam("job"), _JOBS.c.state == RUNNING,
            _JOBS.c.attempt == sa.bindparam("current"))
     .values(state=SUCCEEDED, adapter_id=sa.bindparam("adapter"), finished_at=_NOW, error=None,
-            checkpoint_uri=None,
-            log_uri=sa.func.coalesce(sa.bindparam("log", type_=sa.String), _JOBS.c.log_uri)))
+            checkpoint_uri=None, log_text=_LOG_TEXT,
+            # a log kept in the row replaces any uploaded one; else the newest upload wins
+            log_uri=sa.case((_LOG_TEXT.is_not(None), sa.null()),
+                            else_=sa.func.coalesce(sa.bindparam("log", type_=sa.String),
+                                                   _JOBS.c.log_uri))))
+MAX_LOG_TEXT = 256 * 1024  # bytes of final log kept in the row; a longer log stays a blob
 
 
 def start_attempt(catalog: Any, job_id: str, *, node: str | None = None,
@@ -259,6 +264,12 @@ def set_checkpoint(catalog: Any, job_id: str, attempt: int, uri: str, *,
     return _update(catalog, job_id, (RUNNING,), values, extra=Job.attempt == attempt)
 
 
+def log_text(catalog: Any, job_id: str) -> str | None:
+    """The final log kept in the job's row, or None (then ``log_uri`` names a blob)."""
+    return catalog.run(lambda s: s.execute(sa.select(Job.log_text).where(Job.id == job_id))
+                       .scalar(), readonly=True)
+
+
 def set_log_uri(catalog: Any, job_id: str, uri: str) -> None:
     """Point at the latest uploaded log (allowed in any state: the final log lands after)."""
     _update(catalog, job_id, (*ACTIVE, *TERMINAL), {"log_uri": uri})
@@ -268,12 +279,13 @@ _STATE_OF = Prepared(sa.select(_JOBS.c.state).where(_JOBS.c.id == sa.bindparam("
 
 
 def succeed_in_transaction(connection: Any, job_id: str, attempt: int, adapter_id: str, *,
-                           log_uri: str | None = None) -> None:
-    """Mark SUCCEEDED inside the publish transaction (its ``on_commit`` connection); raise,
+                           log_uri: str | None = None, log_text: str | None = None) -> None:
+    """Mark SUCCEEDED inside the publish transaction (its ``on_commit`` connection), with the
+    final log as an uploaded blob (``log_uri``) or kept in the row (``log_text``); raise,
     rolling it back, if this attempt is no longer the job's current RUNNING one."""
     moved = _SUCCEED.rowcount(connection, {
         "job": job_id, "current": attempt, "adapter": adapter_id, "now": utcnow(),
-        "log": log_uri or None})
+        "log": log_uri or None, "log_text": log_text})
     if moved != 1:
         found = _STATE_OF.first(connection, {"job": job_id})
         state = found[0] if found else "missing"
@@ -317,7 +329,8 @@ def reap_stale(catalog: Any, *, stale_after_s: float = STALE_AFTER_S) -> list[st
 
 __all__ = [
     "ACTIVE", "CANCELLED", "FAILED", "JobView", "PENDING", "RUNNING", "SUCCEEDED", "TERMINAL",
-    "create_jobs", "get_job", "heartbeat", "list_jobs", "mark_cancelled", "mark_failed",
+    "MAX_LOG_TEXT", "create_jobs", "get_job", "heartbeat", "list_jobs", "log_text",
+    "mark_cancelled", "mark_failed",
     "mark_running", "reap_stale", "set_checkpoint", "set_log_uri", "set_ray_ref",
     "set_ray_refs", "start_attempt", "succeed_in_transaction",
 ]

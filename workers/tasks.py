@@ -196,6 +196,19 @@ class JobLog:
         self._old = old
         return self.uri
 
+    def final_text(self) -> str | None:
+        """The whole log, to keep in the job's row, when it is small enough (else None)."""
+        with self.lock:
+            if len(self.data) > jobs.MAX_LOG_TEXT:
+                return None
+            return self.data.decode("utf-8", "replace")
+
+    def drop_uploaded(self) -> None:
+        """Delete the uploaded log blob (the job's row now keeps the log itself)."""
+        if self.uri:
+            self.artifacts.delete(staging.digest_of(self.uri))
+            self.uri = None
+
     def drop_previous(self) -> None:
         """Delete the superseded log blob (after the catalog points at the new one)."""
         old = self._old
@@ -420,10 +433,14 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
     beat.stop()  # from here the job's state changes only in the publish transaction
     blob = adapter.to_bytes()
     log.write(f"publishing adapter sha256:{hashlib.sha256(blob).hexdigest()}")
-    log_uri = log.upload()
+    # The final log goes into the job's row with SUCCEEDED when it is small (no upload before
+    # the commit); a long one is uploaded as a blob as the heartbeats did.
+    log_text = log.final_text()
+    log_uri = log.upload() if log_text is None else None
 
     def on_commit(connection: Any, adapter_id: str) -> None:
-        jobs.succeed_in_transaction(connection, job_id, attempt, adapter_id, log_uri=log_uri)
+        jobs.succeed_in_transaction(connection, job_id, attempt, adapter_id, log_uri=log_uri,
+                                    log_text=log_text)
         if eval_path is not None:
             insert_eval_results(connection, adapter_id,
                                 _eval_rows(spec, eval_path, result.metrics))
@@ -437,6 +454,8 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
                         job_running=True)
     if last_ckpt["uri"]:
         artifacts.delete(staging.digest_of(last_ckpt["uri"]))
+    if log_text is not None:
+        log.drop_uploaded()  # a heartbeat's partial log, superseded by the row's
     return published.id
 
 

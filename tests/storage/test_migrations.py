@@ -66,3 +66,29 @@ def test_migration_scripts_are_packaged_and_clean():
     storage = root.parent
     for path in storage.rglob("*.py"):
         assert "create_all(" not in path.read_text(encoding="utf-8"), path
+
+
+# SQLite's batch mode reflects the tables around jobs, base_models' expression index included
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection")
+def test_upgrade_from_0001_keeps_the_jobs_and_adds_log_text(catalog_url):
+    from alembic import command
+
+    engine = sa.create_engine(catalog_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(schema.alembic_config(conn), "0001")
+            conn.execute(sa.text("INSERT INTO jobs (id, name, spec, state, attempt, max_retries) "
+                                 "VALUES ('job-1', 'old', '{}', 'SUCCEEDED', 1, 0)"))
+        with pytest.raises(SchemaVersionError, match="older than this code's 0002; run `zoo init`"):
+            open_catalog(catalog_url)
+        assert init_catalog(catalog_url) == ("0001", "0002")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, name, log_text FROM jobs")).all()
+        assert [tuple(r) for r in rows] == [("job-1", "old", None)]
+        with engine.begin() as conn:  # and back down: the column goes, the row stays
+            command.downgrade(schema.alembic_config(conn), "0001")
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("jobs")}
+            assert "log_text" not in columns
+            assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar() == 1
+    finally:
+        engine.dispose()

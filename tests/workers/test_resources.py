@@ -65,7 +65,7 @@ def test_job_given_a_gpu_trains_on_cuda_in_bf16(tmp_path, tiny_model_dir, local_
     states = run_jobs(catalog, job_ids, catalog_url=local_zoo["catalog_url"],
                       store_url=local_zoo["store_url"], specs=specs)
     assert states == {job_ids[0]: "SUCCEEDED"}
-    view = jobs.get_job(catalog, job_ids[0])
-    log = staging.get_bytes(staging.open_artifacts(local_zoo["store_url"]),
-                            staging.digest_of(view.log_uri)).decode()
+    from zoo.workers.control import read_log
+
+    log = read_log(catalog, local_zoo["store_url"], job_ids[0])[1].decode()
     assert "device cuda" in log and "bfloat16" in log, log

@@ -7,6 +7,7 @@ import pytest
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
 from zoo.workers import jobs, staging, tasks
+from zoo.workers.control import read_log
 
 
 @pytest.fixture
@@ -23,10 +24,19 @@ def test_run_job_publishes_once_and_records_everything(staged_job, local_zoo, ca
     assert result["state"] == "SUCCEEDED", result
     view = jobs.get_job(catalog, staged_job)
     assert view.attempt == 1 and view.adapter_id == result["adapter_id"]
-    assert view.checkpoint_uri is None and view.log_uri and view.finished_at
-    log = staging.get_bytes(staging.open_artifacts(local_zoo["store_url"]),
-                            staging.digest_of(view.log_uri)).decode()
+    assert view.checkpoint_uri is None and view.finished_at
+    # the final log is kept in the job's row: no log blob is left in the store
+    assert view.log_uri is None
+    log = read_log(catalog, local_zoo["store_url"], staged_job)[1].decode()
     assert "step 3/3" in log and "publishing adapter" in log
+    assert log.startswith(f"{log[:20]} job {staged_job} attempt 1/2 started")
+    specs_blobs = {staging.digest_of(view.spec["data"]["train"]),
+                   staging.digest_of(view.spec["data"]["eval"])}
+    artifacts = staging.open_artifacts(local_zoo["store_url"])
+    assert specs_blobs <= {b.digest for b in artifacts.list_blobs()}
+    from zoo.workers.artifacts import referenced_artifacts
+
+    assert {b.digest for b in artifacts.list_blobs()} == referenced_artifacts(catalog, artifacts)
 
     import sqlalchemy as sa
 
