@@ -158,7 +158,8 @@ def _free_device_memory() -> None:
 
 
 class JobLog:
-    """An append-only log kept in memory, uploaded to the store as a blob on each heartbeat.
+    """An append-only log kept in memory, uploaded to the store as a blob on each heartbeat;
+    a successful attempt's final log goes into the job's row instead when it is small.
 
     In memory rather than in a temp file: the lines of one attempt are small, and every write
     and upload then costs no file open (a short job writes ~10 lines).
