@@ -5,9 +5,9 @@ PRoLoRA config) on the same local Ray with the same per-task resources, and both
 model loaded by a worker process for the next job (so neither pays model loading per job). The
 zoo side is the library path `zoo submit` uses in embedded mode: spec validation and the sweep,
 content-addressed staging of inputs, job rows, the train task (state transitions, heartbeat,
-log upload), and publishing every adapter (blob + catalog row + SUCCEEDED in one transaction).
-The bare side is `ray.remote` around `train_adapter`; it serialises the adapter and returns its
-size.
+job log), and publishing every adapter (blob + catalog row + SUCCEEDED and the final log in one
+transaction). The bare side is `ray.remote` around `train_adapter` with the same options
+(``zoo.workers.tasks.train_options``); it serialises the adapter and returns its size.
 
     python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2] [--rounds 1] [--repeat 9]
 
@@ -76,24 +76,17 @@ def bare_job(model_dir: str, train_path: str, prolora: Any, options: Any) -> int
     return len(result.adapter.to_bytes())
 
 
-def options_for(spec: Any) -> Any:
-    """The TrainOptions the zoo's train task builds from a job spec."""
-    from zoo.train import TrainOptions
-
-    t = spec.train
-    return TrainOptions(max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size,
-                        max_length=t.max_length, seed=t.seed, checkpoint_every=t.checkpoint_every)
-
-
 def run_bare(specs: list[Any], model_dir: Path, train_path: Path) -> float:
     import ray
+
+    from zoo.workers.tasks import train_options
 
     task = ray.remote(max_calls=0)(bare_job)
     start = time.perf_counter()
     refs = []
     for spec in specs:
         refs.append(task.options(num_cpus=spec.resources.cpus).remote(
-            str(model_dir), str(train_path), spec.prolora, options_for(spec)))
+            str(model_dir), str(train_path), spec.prolora, train_options(spec)))
     pending = refs
     while pending:
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=5)
@@ -129,7 +122,7 @@ def run_paired(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: i
     from zoo.storage.db import open_catalog
     from zoo.workers import jobs as job_rows
     from zoo.workers.staging import stage_inputs
-    from zoo.workers.tasks import run_job
+    from zoo.workers.tasks import run_job, train_options
 
     torch.set_num_threads(1)
     spec_path = write_spec(root, model_dir, jobs + 1, steps, first_seed=first_seed)
@@ -144,7 +137,7 @@ def run_paired(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: i
         if state != "SUCCEEDED":
             raise SystemExit(f"paired zoo job {job_id} ended {state}")
         start = time.perf_counter()
-        bare_job(str(model_dir), str(root / "train.jsonl"), spec.prolora, options_for(spec))
+        bare_job(str(model_dir), str(root / "train.jsonl"), spec.prolora, train_options(spec))
         if i:  # the first pair warms both paths up
             zoo_s, bare_s = zoo_s + zoo_time, bare_s + time.perf_counter() - start
     return bare_s / jobs, zoo_s / jobs
@@ -152,8 +145,8 @@ def run_paired(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: i
 
 def default_workdir() -> Path:
     """``bench/.work`` beside this script (git-ignored): the bench's ZOO_HOME on the disk the
-    project lives on. The location matters because the zoo writes two blobs per job and the
-    bare side none: on this project's development VM creating a file costs 0.3-0.5 ms under
+    project lives on. The location matters because the zoo writes a blob per job (the adapter)
+    and the bare side none: on this project's development VM creating a file costs 0.3-0.5 ms under
     /root or /tmp against 0.07 ms under the checkout (the same ext4 disk). ``--workdir``
     measures anywhere else, e.g. ``~/.zoo``'s disk."""
     return Path(__file__).resolve().parent / ".work"

@@ -380,7 +380,7 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
     from zoo.data import load_seq_cls
     from zoo.storage.catalog import insert_eval_results
     from zoo.storage.publish import publish
-    from zoo.train import TrainOptions, train_adapter
+    from zoo.train import train_adapter
 
     spec: JobSpec = view.job_spec()
     model_dir, base_name = staging.fetch_model(spec.base_model, store_url)
@@ -416,13 +416,8 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
         log.write(f"step {info['step']}/{info['max_steps']} loss {info['loss']:.4f} "
                   f"lr {info['lr']:.2e}")
 
-    t = spec.train
-    options = TrainOptions(max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size,
-                           max_length=t.max_length, seed=t.seed, weight_decay=t.weight_decay,
-                           warmup_steps=t.warmup_steps, checkpoint_every=t.checkpoint_every,
-                           eval_before=t.eval_before)
     result = train_adapter(base_model=model_dir, task=spec.task, train_path=train_path,
-                           eval_path=eval_path, prolora=spec.prolora, options=options,
+                           eval_path=eval_path, prolora=spec.prolora, options=train_options(spec),
                            model=model, tokenizer=tokenizer, progress=progress,
                            checkpoint=checkpoint, resume_from=resume)
     config = dict(result.adapter.config)
@@ -458,6 +453,17 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
     if log_text is not None:
         log.drop_uploaded()  # a heartbeat's partial log, superseded by the row's
     return published.id
+
+
+def train_options(spec: JobSpec) -> Any:
+    """The ``zoo.train.TrainOptions`` of a job spec's ``train`` section."""
+    from zoo.train import TrainOptions
+
+    t = spec.train
+    return TrainOptions(max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size,
+                        max_length=t.max_length, seed=t.seed, weight_decay=t.weight_decay,
+                        warmup_steps=t.warmup_steps, checkpoint_every=t.checkpoint_every,
+                        eval_before=t.eval_before)
 
 
 def _ckpt_header(job_id: str) -> bytes:
