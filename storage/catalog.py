@@ -361,16 +361,14 @@ def insert_adapter(connection: Any, plan: AdapterWrite) -> int | None:
 _EVAL_INSERT = Prepared(EvalResult.__table__.insert())
 
 
-def insert_eval_results(connection: Any, adapter_id: str, results: Sequence[dict[str, Any]],
-                        ) -> None:
-    """Eval results (``dataset_fingerprint``, ``dataset_name``, ``metric``, ``value``,
-    ``n_examples``, ``elapsed_s``) of one adapter, on a SQLAlchemy or raw connection."""
+def insert_eval_results(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Eval result rows (``adapter_id``, ``dataset_fingerprint``, ``dataset_name``,
+    ``metric``, ``value``; optional ``n_examples``, ``elapsed_s``, ``error``) in one
+    ``executemany``, on a SQLAlchemy or raw connection."""
     now = utcnow()
-    rows = [{"adapter_id": adapter_id, "error": None, "created_at": now, **r} for r in results]
-    for row in rows:  # one statement shape for every row
-        row.setdefault("n_examples", 0)
-        row.setdefault("elapsed_s", 0.0)
-    _EVAL_INSERT.execute_many(connection, rows)
+    full = [{"n_examples": 0, "elapsed_s": 0.0, "error": None, "created_at": now, **row}
+            for row in rows]  # one statement shape for every row
+    _EVAL_INSERT.execute_many(connection, full)
 
 
 def add_adapter(session: Session, **fields: Any) -> Adapter:

@@ -263,7 +263,7 @@ def already_evaluated(catalog: Any, fingerprint: str, ids: Sequence[str]) -> set
 def write_results(catalog: Any, results: Sequence[dict[str, Any]], *, fingerprint: str,
                   dataset_name: str) -> None:
     """One transaction: a row per metric, or one ``error`` row, for each adapter."""
-    from zoo.storage.models import EvalResult
+    from zoo.storage.catalog import insert_eval_results
 
     rows = []
     for res in results:
@@ -271,11 +271,11 @@ def write_results(catalog: Any, results: Sequence[dict[str, Any]], *, fingerprin
                       dataset_name=dataset_name[:256], n_examples=res["examples"],
                       elapsed_s=float(res["elapsed_s"]))
         if res["error"]:
-            rows.append(EvalResult(metric=ERROR_METRIC, value=None, error=res["error"], **common))
+            rows.append(dict(metric=ERROR_METRIC, value=None, error=res["error"], **common))
         else:
-            rows.extend(EvalResult(metric=m, value=float(v), **common)
+            rows.extend(dict(metric=m, value=float(v), **common)
                         for m, v in sorted(res["metrics"].items()))
-    catalog.run(lambda session: session.add_all(rows))
+    catalog.run_raw(lambda connection: insert_eval_results(connection, rows))
 
 
 def plan_chunks(items: Sequence[EvalItem], chunk_size: int) -> list[tuple[Any, list[EvalItem]]]:

@@ -438,8 +438,8 @@ def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str
         jobs.succeed_in_transaction(connection, job_id, attempt, adapter_id, log_uri=log_uri,
                                     log_text=log_text)
         if eval_path is not None:
-            insert_eval_results(connection, adapter_id,
-                                _eval_rows(spec, eval_path, result.metrics))
+            insert_eval_results(connection, [{"adapter_id": adapter_id, **row} for row in
+                                             _eval_rows(spec, eval_path, result.metrics)])
 
     # This attempt is the job's current RUNNING one (start_attempt), and a job's adapter only
     # ever commits together with its SUCCEEDED mark: none exists yet, so publish skips its
