@@ -63,7 +63,7 @@ __all__ = [
     "AdapterRow", "Page", "add_adapter", "resolve_ref", "resolve_many", "add_tags",
     "remove_tags", "set_alias", "remove_alias", "list_aliases", "referenced_digests",
     "list_adapters", "iter_adapters", "adapter_to_dict", "load_extras", "LOADERS",
-    "AdapterWrite", "plan_adapter", "insert_adapter", "insert_eval_results",
+    "AdapterWrite", "plan_adapter", "insert_adapter", "add_planned", "insert_eval_results",
 ]
 
 # Explicit loaders (relationships are lazy="raise"): the base model rides along in the page
@@ -379,7 +379,11 @@ def add_adapter(session: Session, **fields: Any) -> Adapter:
     aliases). A ``job_id`` that already published different bytes is a ConflictError.
     Everything is validated before any write.
     """
-    plan = plan_adapter(**fields)
+    return add_planned(session, plan_adapter(**fields))
+
+
+def add_planned(session: Session, plan: AdapterWrite) -> Adapter:
+    """:func:`add_adapter` for an adapter :func:`plan_adapter` already validated."""
     values = plan.values
     base_id = insert_adapter(session.connection(), plan)
     if base_id is None:

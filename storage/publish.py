@@ -129,17 +129,16 @@ def _publish(catalog: Any, store: BlobStore, source: _Source, *, name: str, tags
              aliases: list[str], job_id: str | None, dataset_fingerprint: str | None,
              on_commit: OnCommit | None, job_running: bool) -> PublishResult:
     """Upload (verified), then the ONE catalog transaction."""
-    from zoo.storage.catalog import adapter_to_dict, add_adapter, insert_adapter, plan_adapter
+    from zoo.storage.catalog import adapter_to_dict, add_planned, insert_adapter, plan_adapter
 
     if job_id is not None and not job_running:
         existing = _published_by_job(catalog, job_id)
         if existing is not None:  # a retried job never publishes twice
             return PublishResult(adapter=existing, uploaded=False)
     digest, size = source.measure()
-    fields = {"digest": digest, "size": size, "config": source.header.config, "name": name,
-              "job_id": job_id, "dataset_fingerprint": dataset_fingerprint, "tags": tags,
-              "aliases": aliases}
-    plan = plan_adapter(**fields)  # every field is checked before the upload
+    plan = plan_adapter(  # every field is checked before the upload
+        digest=digest, size=size, config=source.header.config, name=name, job_id=job_id,
+        dataset_fingerprint=dataset_fingerprint, tags=tags, aliases=aliases)
     crash_point("before-upload")
     uploaded = _upload_verified(store, digest, size, lambda: source.put(digest))
     crash_point("after-upload")
@@ -154,7 +153,7 @@ def _publish(catalog: Any, store: BlobStore, source: _Source, *, name: str, tags
         return plan.to_dict()
 
     def commit_existing(session: Any) -> dict[str, Any]:
-        row = add_adapter(session, **fields)
+        row = add_planned(session, plan)
         crash_point("in-transaction")
         if on_commit is not None:
             on_commit(session.connection(), row.id)
