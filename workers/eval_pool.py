@@ -184,7 +184,6 @@ class EvalWorker:
             self.loaded, self.group = (model, tokenizer, choice, dataset), group
         return self.loaded
 
-
     def _base_path(self, base: str) -> str | None:
         """A local directory for a job's staged or s3:// base (fetched into this node's cache
         once), None for a name the adapter's own ``base_model`` already resolves."""
