@@ -18,8 +18,10 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -93,6 +95,13 @@ class BlobStore(Protocol):
         no temp file to write and read back."""
         ...
 
+    def start_put_bytes(self, digest: str, data: bytes) -> Callable[[], None]:
+        """``put_bytes`` in two steps: this call starts the write, and the blob is stored
+        when the returned function (call it exactly once) returns. The caller does other
+        work in between (publish: its catalog statements) while the store waits on the disk.
+        """
+        ...
+
     def get_file(self, digest: str, dest: str | os.PathLike[str], *,
                  size: int | None = None) -> tuple[str, int]:
         """Write the blob to ``dest``; return (sha256 of the bytes written, size).
@@ -146,9 +155,38 @@ class LocalBlobStore:
     def put_bytes(self, digest: str, data: bytes) -> None:
         self._write(digest, lambda out: out.write(data))
 
-    def _write(self, digest: str, fill: Callable[[BinaryIO], object]) -> None:
-        """Temp file in the blob's directory, filled, fsynced, then renamed into place: a
-        reader sees the whole blob or none of it."""
+    def start_put_bytes(self, digest: str, data: bytes) -> Callable[[], None]:
+        """Write the temp file now and start its fsync on a helper thread; the returned
+        function waits for the fsync and renames the blob into place.
+
+        Only the fsync runs on the helper: it is one call that holds no GIL while the disk
+        works, so the caller's Python runs meanwhile (a helper doing the whole write would
+        wait for the GIL at each of its system calls)."""
+        target, tmp, out = self._open_temp(digest)
+        try:
+            out.write(data)
+            out.flush()
+        except BaseException:
+            out.close()
+            _unlink_quiet(tmp)
+            raise
+        synced = _fsync_pool().submit(os.fsync, out.fileno()) if self.fsync else None
+
+        def finish() -> None:
+            try:
+                if synced is not None:
+                    synced.result()
+                out.close()
+                os.replace(tmp, target)
+            except BaseException:
+                out.close()
+                _unlink_quiet(tmp)
+                raise
+
+        return finish
+
+    def _open_temp(self, digest: str) -> tuple[Path, str, BinaryIO]:
+        """(blob path, temp path, temp file open for writing) in the blob's directory."""
         target = self.path_for(digest)
         prefix = f".{target.name[:16]}."
         try:  # the fan-out directory usually exists: no mkdir call to pay for then
@@ -156,8 +194,14 @@ class LocalBlobStore:
         except FileNotFoundError:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=target.parent)
+        return target, tmp, os.fdopen(fd, "wb")
+
+    def _write(self, digest: str, fill: Callable[[BinaryIO], object]) -> None:
+        """Temp file in the blob's directory, filled, fsynced, then renamed into place: a
+        reader sees the whole blob or none of it."""
+        target, tmp, out = self._open_temp(digest)
         try:
-            with os.fdopen(fd, "wb") as out:
+            with out:
                 fill(out)
                 if self.fsync:
                     out.flush()
@@ -209,6 +253,19 @@ class LocalBlobStore:
             return sha256_file(self.path_for(digest))
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} is missing from store {self.url}") from None
+
+
+_FSYNC_POOL: list[ThreadPoolExecutor] = []
+_FSYNC_POOL_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=_FSYNC_POOL.clear)  # a forked child starts its own
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """This process's fsync threads, started once and reused (no thread start per blob)."""
+    with _FSYNC_POOL_LOCK:
+        if not _FSYNC_POOL:
+            _FSYNC_POOL.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="zoo-fsync"))
+        return _FSYNC_POOL[0]
 
 
 def _unlink_quiet(path: str | os.PathLike[str]) -> None:

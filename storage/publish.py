@@ -14,6 +14,7 @@ point — a real, uncatchable kill, as an OOM killer or a pre-empted node would 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -108,12 +109,15 @@ class _Source:
 
     header: AdapterHeader
     measure: Callable[[], tuple[str, int]]  # (sha256, size)
-    put: Callable[[str], None]  # upload under the digest
+    start_put: Callable[[str], Callable[[], None]]  # start the upload; call the result to end it
 
 
 def _on_disk(store: BlobStore, path: Path) -> _Source:
-    return _Source(read_adapter_header(path), lambda: sha256_file(path),  # torch-free checks
-                   lambda digest: store.put_file(digest, path))
+    def put(digest: str) -> Callable[[], None]:
+        store.put_file(digest, path)
+        return lambda: None
+
+    return _Source(read_adapter_header(path), lambda: sha256_file(path), put)  # torch-free
 
 
 def _in_memory(store: BlobStore, data: bytes) -> _Source:
@@ -122,7 +126,7 @@ def _in_memory(store: BlobStore, data: bytes) -> _Source:
         raise AdapterFormatError(f"adapter: {len(data)} bytes, but its header describes "
                                  f"{header.file_size}")
     return _Source(header, lambda: (hashlib.sha256(data).hexdigest(), len(data)),
-                   lambda digest: store.put_bytes(digest, data))
+                   lambda digest: store.start_put_bytes(digest, data))
 
 
 def _publish(catalog: Any, store: BlobStore, source: _Source, *, name: str, tags: list[str],
@@ -140,28 +144,35 @@ def _publish(catalog: Any, store: BlobStore, source: _Source, *, name: str, tags
         digest=digest, size=size, config=source.header.config, name=name, job_id=job_id,
         dataset_fingerprint=dataset_fingerprint, tags=tags, aliases=aliases)
     crash_point("before-upload")
-    uploaded = _upload_verified(store, digest, size, lambda: source.put(digest))
-    crash_point("after-upload")
+    # The upload starts now and ends inside the transaction, before its COMMIT: a row never
+    # commits before its blob is stored and verified, and the adapter's fsync (a local
+    # store's) runs while the transaction's statements do.
+    upload = _Upload(store, digest, size, source.start_put)
 
     def commit_new(connection: Any) -> dict[str, Any] | None:
         """A new adapter, on the raw connection: its row is what was written."""
         if insert_adapter(connection, plan) is None:
             return None  # published before: labelled and returned by commit_existing
-        crash_point("in-transaction")  # the INSERT has run: a kill now hits an open transaction
         if on_commit is not None:
             on_commit(connection, plan.values["id"])
+        upload.finish()
+        crash_point("in-transaction")  # the INSERT has run: a kill now hits an open transaction
         return plan.to_dict()
 
     def commit_existing(session: Any) -> dict[str, Any]:
         row = add_planned(session, plan)
-        crash_point("in-transaction")
         if on_commit is not None:
             on_commit(session.connection(), row.id)
+        upload.finish()
+        crash_point("in-transaction")
         return adapter_to_dict(row)
 
-    # one transaction, re-run whole if the database was busy
-    adapter = catalog.run_raw(commit_new) or catalog.run(commit_existing)
-    return PublishResult(adapter=adapter, uploaded=uploaded)
+    try:  # one transaction, re-run whole if the database was busy
+        adapter = catalog.run_raw(commit_new) or catalog.run(commit_existing)
+    except BaseException:
+        upload.settle()  # the blob still lands, as an orphan for gc: no temp file left behind
+        raise
+    return PublishResult(adapter=adapter, uploaded=upload.uploaded)
 
 
 def _published_by_job(catalog: Any, job_id: str) -> dict[str, Any] | None:
@@ -175,25 +186,43 @@ def _published_by_job(catalog: Any, job_id: str) -> dict[str, Any] | None:
         return None if found is None else adapter_to_dict(resolve_ref(session, found))
 
 
-def _upload_verified(store: BlobStore, digest: str, size: int, put: Callable[[], None]) -> bool:
-    """Upload (``put``) unless an object of the right size is there; then check what the
-    store holds.
+class _Upload:
+    """An adapter's upload, started before the catalog transaction and finished inside it.
 
-    An existing blob is touched so a concurrent ``gc`` (which spares blobs younger than its
-    grace period) cannot delete it between this check and the catalog commit.
+    Nothing is uploaded when an object of the right size is there already: it is touched
+    instead, so a concurrent ``gc`` (which spares blobs younger than its grace period) cannot
+    delete it between this check and the catalog commit.
     """
-    info = store.stat(digest)
-    uploaded = False
-    if info is not None and info.size == size:
-        store.touch(digest)
-    else:
-        put()
-        uploaded = True
-    info = store.stat(digest)
-    if info is None or info.size != size:
-        got = "nothing" if info is None else f"{info.size} bytes"
-        raise IntegrityError(
-            f"upload of blob {digest} to {store.url} did not verify: "
-            f"expected {size} bytes, store holds {got}"
-        )
-    return uploaded
+
+    def __init__(self, store: BlobStore, digest: str, size: int,
+                 start_put: Callable[[str], Callable[[], None]]) -> None:
+        self.store, self.digest, self.size = store, digest, size
+        info = store.stat(digest)
+        self.uploaded = not (info is not None and info.size == size)
+        if self.uploaded:
+            self._end: Callable[[], None] | None = start_put(digest)
+        else:
+            store.touch(digest)
+            self._end = None
+
+    def finish(self) -> None:
+        """End the upload and check what the store holds (again on a re-run transaction:
+        cheap, and the blob must still be there when the row commits)."""
+        end, self._end = self._end, None
+        if end is not None:
+            end()
+        crash_point("after-upload")  # stored and verified next; the transaction is still open
+        info = self.store.stat(self.digest)
+        if info is None or info.size != self.size:
+            got = "nothing" if info is None else f"{info.size} bytes"
+            raise IntegrityError(
+                f"upload of blob {self.digest} to {self.store.url} did not verify: "
+                f"expected {self.size} bytes, store holds {got}"
+            )
+
+    def settle(self) -> None:
+        """After a failed transaction: end an upload still open, quietly."""
+        end, self._end = self._end, None
+        if end is not None:
+            with contextlib.suppress(Exception):
+                end()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -123,6 +123,11 @@ class S3BlobStore:
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("upload to", digest, exc) from exc
 
+    def start_put_bytes(self, digest: str, data: bytes) -> Callable[[], None]:
+        """The PUT happens now (a PUT is durable once answered); nothing is left to finish."""
+        self.put_bytes(digest, data)
+        return _nothing
+
     def get_file(self, digest: str, dest: str | os.PathLike[str], *,
                  size: int | None = None) -> tuple[str, int]:
         """Download to ``dest``; a known large ``size`` uses ranged parallel GETs."""
@@ -224,3 +229,7 @@ def _code(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def _nothing() -> None:
+    return None

@@ -81,6 +81,38 @@ def test_put_bytes_stores_the_same_blob_as_put_file(store_url, tmp_path):
     assert sorted(b.digest for b in store.list_blobs()) == sorted([digest, other_digest])
 
 
+def test_start_put_bytes_stores_the_blob_once_finished(store_url, tmp_path):
+    store = open_store(store_url)
+    _, digest, data = _blob(tmp_path, seed=10)
+    finish = store.start_put_bytes(digest, data)
+    finish()
+    assert store.hash_blob(digest) == (digest, len(data))
+    assert [b.digest for b in store.list_blobs()] == [digest]  # and no temp object
+
+
+def test_local_start_put_bytes_shows_nothing_under_the_key_until_finished(tmp_path):
+    store = LocalBlobStore(tmp_path / "s", fsync=True)
+    _, digest, data = _blob(tmp_path, seed=11)
+    finish = store.start_put_bytes(digest, data)
+    assert store.stat(digest) is None  # a reader never sees a blob still being written
+    finish()
+    files = [p for p in (tmp_path / "s").rglob("*") if p.is_file()]
+    assert [p.relative_to(tmp_path / "s").as_posix() for p in files] == [blob_key(digest)]
+    assert store.path_for(digest).read_bytes() == data
+
+
+def test_local_start_put_bytes_failing_to_finish_leaves_nothing(tmp_path):
+    import shutil
+
+    store = LocalBlobStore(tmp_path / "s", fsync=True)
+    _, digest, data = _blob(tmp_path, seed=12)
+    finish = store.start_put_bytes(digest, data)
+    shutil.rmtree(store.path_for(digest).parent)  # the rename into place now fails
+    with pytest.raises(FileNotFoundError):
+        finish()
+    assert [p for p in (tmp_path / "s").rglob("*") if p.is_file()] == []
+
+
 def test_local_put_bytes_creates_its_fan_out_directory_and_leaves_no_temp(tmp_path):
     store = LocalBlobStore(tmp_path / "s", fsync=True)
     _, digest, data = _blob(tmp_path, seed=9)

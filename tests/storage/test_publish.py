@@ -8,6 +8,7 @@ import pytest
 from blob_fixtures import sha256_path, write_adapter
 
 from zoo.errors import AdapterFormatError, ConfigError, ZooError
+from zoo.storage.blobstore import blob_key
 from zoo.storage.publish import publish
 
 # shared fixtures (tests/storage/blob_fixtures.py)
@@ -81,6 +82,43 @@ def test_on_commit_failure_rolls_back_the_row(sqlite_backend, tmp_path):
         publish(sqlite_backend.catalog, sqlite_backend.store, path, name="x", on_commit=boom)
     assert sqlite_backend.adapter_rows() == []
     assert sqlite_backend.blob_digests() == {digest}  # at worst an orphan blob
+
+
+def test_in_memory_publish_whose_transaction_fails_leaves_an_orphan_and_no_temp(
+        sqlite_backend, tmp_path):
+    # Bytes (a worker's fresh adapter) upload while the transaction runs: its failure must
+    # still leave the store as a finished upload would, never a half-written temp file.
+    path, digest = write_adapter(tmp_path / "a.safetensors", seed=7)
+
+    def boom(connection, adapter_id):
+        raise RuntimeError("job state update failed")
+
+    with pytest.raises(RuntimeError, match="job state"):
+        publish(sqlite_backend.catalog, sqlite_backend.store, path.read_bytes(), name="x",
+                on_commit=boom)
+    assert sqlite_backend.adapter_rows() == []
+    assert sqlite_backend.blob_digests() == {digest}
+    root = sqlite_backend.store.root
+    assert [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()] == [
+        blob_key(digest)]
+
+
+def test_upload_failing_inside_the_transaction_commits_no_row(sqlite_backend, tmp_path):
+    import shutil
+
+    path, digest = write_adapter(tmp_path / "a.safetensors", seed=8)
+    store = sqlite_backend.store
+
+    def lose_the_directory(connection, adapter_id):  # runs after the upload started
+        shutil.rmtree(store.path_for(digest).parent)
+
+    with pytest.raises(FileNotFoundError):
+        publish(sqlite_backend.catalog, store, path.read_bytes(), name="x",
+                on_commit=lose_the_directory)
+    assert sqlite_backend.adapter_rows() == []  # no row without its blob
+    assert sqlite_backend.blob_digests() == set()
+    retry = publish(sqlite_backend.catalog, store, path.read_bytes(), name="x")
+    assert retry.uploaded and sqlite_backend.adapter_rows() == [(retry.id, "x", digest)]
 
 
 BAD_NAMES = ["../escape", "/abs/name", "a/b", "n" * 10_000, "bad\u202ename", "x\x00y", "",
