@@ -1,11 +1,14 @@
-"""The publish protocol: validate → sha256 → upload (dedup) → verify → ONE catalog transaction.
+"""The publish protocol: validate → sha256 → upload (dedup) → ONE catalog transaction, which
+ends the upload and verifies it before its COMMIT.
 
-Why this order: the blob is in the store, verified, before any catalog row names it, and the
-row plus whatever the caller needs done atomically with it (``on_commit``, e.g. marking a job
-SUCCEEDED) commit together. A crash at any point therefore leaves at worst an orphan blob —
-reported by ``zoo fsck`` and removed by ``zoo gc`` — never a row whose blob is missing.
-Publishing is idempotent: the same job id, or the same digest under the same name, returns the
-adapter already in the catalog instead of a second row.
+Why this order: the blob is in the store, verified, before any catalog row naming it commits,
+and the row plus whatever the caller needs done atomically with it (``on_commit``, e.g. marking
+a job SUCCEEDED) commit together. The upload ends inside the transaction rather than before it
+so that a local store's fsync overlaps the transaction's statements. A crash at any point
+therefore leaves at worst an orphan blob — reported by ``zoo fsck`` and removed by
+``zoo gc`` — never a row whose blob is missing. Publishing is idempotent: the same job id, or
+the same digest under the same name, returns the adapter already in the catalog instead of a
+second row.
 
 Crash injection (for the crash-safety tests only): when the environment variable
 ``ZOO_CRASH_AT`` equals one of ``CRASH_POINTS`` the publishing process SIGKILLs itself at that
