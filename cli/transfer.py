@@ -152,8 +152,9 @@ def fsck(ctx: click.Context, verify: bool, workers: int, as_json: bool,
 @store_options
 def gc(dry_run: bool, grace: str, as_json: bool, catalog_url: str | None,
        store_url: str | None) -> None:
-    """Remove orphan blobs older than --grace: adapter blobs no catalog row references, and
-    job artifacts (staged inputs, logs, checkpoints) no job row needs."""
+    """Remove orphan blobs older than --grace: adapter blobs no catalog row references, job
+    artifacts (staged inputs, logs, checkpoints) no job row needs, and what killed writers left
+    (temp files, S3 multipart uploads never completed)."""
     from zoo.storage.fsck import gc as run_gc
     from zoo.workers.artifacts import gc_job_artifacts
 
@@ -168,6 +169,8 @@ def gc(dry_run: bool, grace: str, as_json: bool, catalog_url: str | None,
         click.echo(f"{verb} sha256:{blob.digest} ({blob.size} bytes)")
     click.echo(f"{verb} {len(report.removed)} orphan blob(s), {report.removed_bytes} bytes; "
                f"kept {len(report.kept_young)} younger than {grace}")
+    for write in [*report.unfinished_removed, *jobs_report.unfinished_removed]:
+        click.echo(f"{verb} unfinished write {write.where}")
     for blob in jobs_report.removed:
         click.echo(f"{verb} job artifact sha256:{blob.digest} ({blob.size} bytes)")
     click.echo(f"job artifacts: {verb} {len(jobs_report.removed)} orphan blob(s), "

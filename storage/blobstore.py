@@ -31,6 +31,7 @@ from zoo.errors import ConfigError, NotFoundError, StoreError
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 BLOB_DIR = "blobs/sha256"
+TEMP_SUFFIX = ".incomplete"  # a local blob being written: hidden, renamed into place when done
 CHUNK = 1024 * 1024
 
 
@@ -72,6 +73,16 @@ class BlobInfo:
     """One stored blob: its digest, size in bytes and last-modified time (epoch seconds)."""
 
     digest: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class UnfinishedWrite:
+    """A write that never finished: a killed writer's temp file (local) or an abandoned
+    multipart upload (S3). ``where`` names it for people; ``size`` is 0 when unknown."""
+
+    where: str
     size: int
     mtime: float
 
@@ -124,6 +135,14 @@ class BlobStore(Protocol):
 
     def hash_blob(self, digest: str) -> tuple[str, int]:
         """Re-hash the stored bytes: (sha256, size)."""
+        ...
+
+    def unfinished_writes(self) -> Iterator[UnfinishedWrite]:
+        """Writes a killed process left behind, invisible to ``list_blobs`` (for gc)."""
+        ...
+
+    def remove_unfinished(self, write: UnfinishedWrite) -> None:
+        """Delete a leftover from ``unfinished_writes`` (gone already is fine)."""
         ...
 
 
@@ -190,10 +209,10 @@ class LocalBlobStore:
         target = self.path_for(digest)
         prefix = f".{target.name[:16]}."
         try:  # the fan-out directory usually exists: no mkdir call to pay for then
-            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=target.parent)
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=target.parent)
         except FileNotFoundError:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=target.parent)
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=target.parent)
         return target, tmp, os.fdopen(fd, "wb")
 
     def _write(self, digest: str, fill: Callable[[BinaryIO], object]) -> None:
@@ -253,6 +272,27 @@ class LocalBlobStore:
             return sha256_file(self.path_for(digest))
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} is missing from store {self.url}") from None
+
+    def unfinished_writes(self) -> Iterator[UnfinishedWrite]:
+        """Temp files (``.<digest prefix>.<random>.incomplete``) of writers killed before
+        their rename; a live writer's is among them too, hence gc's grace period."""
+        base = self.root / BLOB_DIR
+        if not base.is_dir():
+            return
+        for fan in sorted(base.iterdir()):
+            if not fan.is_dir() or len(fan.name) != 2:
+                continue
+            for entry in os.scandir(fan):
+                if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):  # renamed since the listing
+                        st = entry.stat()
+                        yield UnfinishedWrite(entry.path, st.st_size, st.st_mtime)
+
+    def remove_unfinished(self, write: UnfinishedWrite) -> None:
+        path = Path(write.where)
+        if path.parent.parent != self.root / BLOB_DIR or not path.name.endswith(TEMP_SUFFIX):
+            raise ValueError(f"{write.where} is not a temp file of store {self.url}")
+        _unlink_quiet(path)
 
 
 _FSYNC_POOL: list[ThreadPoolExecutor] = []

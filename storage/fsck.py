@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from zoo.errors import ConfigError, NotFoundError
-from zoo.storage.blobstore import BlobInfo, BlobStore
+from zoo.storage.blobstore import BlobInfo, BlobStore, UnfinishedWrite
 from zoo.storage.transfer import ProgressFn, run_parallel
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -105,6 +105,7 @@ class GcReport:
     grace_seconds: float
     removed: list[BlobInfo] = field(default_factory=list)
     kept_young: list[BlobInfo] = field(default_factory=list)
+    unfinished_removed: list[UnfinishedWrite] = field(default_factory=list)
 
     @property
     def removed_bytes(self) -> int:
@@ -115,6 +116,7 @@ class GcReport:
             "store": self.store, "dry_run": self.dry_run, "grace_seconds": self.grace_seconds,
             "removed": [asdict(b) for b in self.removed], "removed_bytes": self.removed_bytes,
             "kept_young": [asdict(b) for b in self.kept_young],
+            "unfinished_removed": [asdict(w) for w in self.unfinished_removed],
         }
 
 
@@ -204,4 +206,9 @@ def collect_garbage(store: BlobStore, referenced_now: Callable[[], set[str]], *,
                 continue
             store.delete(info.digest)
         report.removed.append(info)
+    for write in store.unfinished_writes():  # a killed writer's leftovers, never a blob
+        if time.time() - write.mtime >= grace_s:
+            if not dry_run:
+                store.remove_unfinished(write)
+            report.unfinished_removed.append(write)
     return report

@@ -25,7 +25,15 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from zoo.errors import NotFoundError, StoreError
-from zoo.storage.blobstore import BLOB_DIR, CHUNK, BlobInfo, blob_key, digest_from_key, sha256_file
+from zoo.storage.blobstore import (
+    BLOB_DIR,
+    CHUNK,
+    BlobInfo,
+    UnfinishedWrite,
+    blob_key,
+    digest_from_key,
+    sha256_file,
+)
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNKSIZE = 16 * 1024 * 1024
@@ -203,6 +211,33 @@ class S3BlobStore:
                         yield BlobInfo(digest, int(obj["Size"]), obj["LastModified"].timestamp())
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("list", None, exc) from exc
+
+    def unfinished_writes(self) -> Iterator[UnfinishedWrite]:
+        """Multipart uploads under this store's blobs that were never completed or aborted
+        (a killed ``put_file`` of a large blob): S3 keeps, and bills, their parts."""
+        prefix = f"{self.prefix}/{BLOB_DIR}/" if self.prefix else f"{BLOB_DIR}/"
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=prefix)
+        try:
+            for page in pages:
+                for upload in page.get("Uploads", ()):
+                    where = f"s3://{self.bucket}/{upload['Key']}?uploadId={upload['UploadId']}"
+                    yield UnfinishedWrite(where, 0, upload["Initiated"].timestamp())
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("list multipart uploads in", None, exc) from exc
+
+    def remove_unfinished(self, write: UnfinishedWrite) -> None:
+        head = f"s3://{self.bucket}/"
+        key, sep, upload_id = write.where.removeprefix(head).partition("?uploadId=")
+        if not write.where.startswith(head) or not sep or digest_from_key(key) is None:
+            raise ValueError(f"{write.where} is not a multipart upload of store {self.url}")
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if _code(exc) != "NoSuchUpload":
+                raise self._fail("abort multipart upload to", None, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("abort multipart upload to", None, exc) from exc
 
     def hash_blob(self, digest: str) -> tuple[str, int]:
         key = self.key_for(digest)

@@ -3,15 +3,21 @@ than the grace period and never a referenced blob. Local store and S3."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import blob_fixtures as bf
 import pytest
-from blob_fixtures import write_adapter
+from blob_fixtures import make_adapter_bytes, write_adapter
 
 from zoo.errors import ConfigError
-from zoo.storage.fsck import fsck, gc, parse_duration
+from zoo.storage.blobstore import BLOB_DIR
+from zoo.storage.fsck import collect_garbage, fsck, gc, parse_duration
 from zoo.storage.publish import publish
 
 # shared fixtures (tests/storage/blob_fixtures.py)
@@ -107,6 +113,73 @@ def test_republish_touches_an_old_orphan_so_gc_spares_it(sqlite_backend, tmp_pat
     # a publish that deduplicates against the old blob refreshes its mtime before committing
     publish(sqlite_backend.catalog, sqlite_backend.store, path, name="again")
     assert time.time() - sqlite_backend.store.stat(digest).mtime < 600
+
+
+def _kill_a_local_writer_mid_blob(store_root, data: bytes) -> None:
+    """A real process that starts a blob write and is SIGKILLed before finishing it."""
+    script = (
+        "import hashlib, os, signal, sys\n"
+        "from zoo.storage.blobstore import LocalBlobStore\n"
+        "data = sys.stdin.buffer.read()\n"
+        "LocalBlobStore(sys.argv[1]).start_put_bytes(hashlib.sha256(data).hexdigest(), data)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(store_root)], input=data,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def test_gc_removes_a_killed_writers_temp_file_after_grace(sqlite_backend, tmp_path):
+    store = sqlite_backend.store
+    published, orphan = _setup(sqlite_backend, tmp_path, n=1)
+    _kill_a_local_writer_mid_blob(store.root, make_adapter_bytes(77))
+    [left] = list(store.unfinished_writes())
+    assert left.size > 0 and Path(left.where).parent.parent == store.root / BLOB_DIR
+    assert fsck(sqlite_backend.catalog, store).ok  # not a blob: fsck neither counts nor minds it
+
+    assert gc(sqlite_backend.catalog, store, grace="1h").unfinished_removed == []  # maybe live
+    old = time.time() - 7200
+    os.utime(left.where, (old, old))
+    dry = gc(sqlite_backend.catalog, store, grace="1h", dry_run=True)
+    assert [w.where for w in dry.unfinished_removed] == [left.where]
+    assert Path(left.where).exists()
+    done = gc(sqlite_backend.catalog, store, grace="1h")
+    assert [w.where for w in done.unfinished_removed] == [left.where]
+    assert list(store.unfinished_writes()) == [] and not Path(left.where).exists()
+    assert sqlite_backend.blob_digests() == {published[0][1], orphan}  # young orphan kept
+
+
+def test_gc_aborts_abandoned_s3_multipart_uploads(s3_env, s3_bucket):
+    from zoo.storage.blobstore import open_store
+
+    store = open_store(f"s3://{s3_bucket}/mp-gc")
+    digest = hashlib.sha256(b"large adapter").hexdigest()
+    client = store.client
+    # what a put_file killed between parts leaves: an upload never completed nor aborted
+    upload = client.create_multipart_upload(Bucket=s3_bucket, Key=store.key_for(digest))
+    client.upload_part(Bucket=s3_bucket, Key=store.key_for(digest), PartNumber=1,
+                       UploadId=upload["UploadId"], Body=b"x" * 1024)
+    other = client.create_multipart_upload(Bucket=s3_bucket, Key="elsewhere/not-ours")
+    [left] = list(store.unfinished_writes())
+    assert left.where.endswith(f"{store.key_for(digest)}?uploadId={upload['UploadId']}")
+
+    # moto reports every upload as initiated in 2010, so a grace of decades stands for "young"
+    assert collect_garbage(store, set, grace="20000d").unfinished_removed == []
+    assert [w.where for w in collect_garbage(store, set, grace=0).unfinished_removed] == [
+        left.where]
+    assert list(store.unfinished_writes()) == []
+    remaining = client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+    assert [u["UploadId"] for u in remaining] == [other["UploadId"]]  # not under our blobs
+
+
+def test_remove_unfinished_refuses_what_is_not_a_leftover_of_the_store(tmp_path):
+    from zoo.storage.blobstore import LocalBlobStore, UnfinishedWrite
+
+    store = LocalBlobStore(tmp_path / "s")
+    victim = tmp_path / "precious.incomplete"
+    victim.write_text("keep")
+    with pytest.raises(ValueError, match="not a temp file"):
+        store.remove_unfinished(UnfinishedWrite(str(victim), 4, 0.0))
+    assert victim.exists()
 
 
 @pytest.mark.parametrize("text,seconds", [("90", 90), ("30s", 30), ("15m", 900), ("1h", 3600),
