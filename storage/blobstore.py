@@ -255,17 +255,21 @@ class LocalBlobStore:
         _unlink_quiet(self.path_for(digest))
 
     def list_blobs(self) -> Iterator[BlobInfo]:
+        for fan, entry in self._fan_out_entries():
+            digest = fan + entry.name
+            if entry.is_file() and DIGEST_RE.match(digest):
+                st = entry.stat()
+                yield BlobInfo(digest, st.st_size, st.st_mtime)
+
+    def _fan_out_entries(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """(fan-out directory name, entry) for everything in the ``ab/`` directories."""
         base = self.root / BLOB_DIR
         if not base.is_dir():
             return
         for fan in sorted(base.iterdir()):
-            if not fan.is_dir() or len(fan.name) != 2:
-                continue
-            for entry in os.scandir(fan):
-                digest = fan.name + entry.name
-                if entry.is_file() and DIGEST_RE.match(digest):
-                    st = entry.stat()
-                    yield BlobInfo(digest, st.st_size, st.st_mtime)
+            if fan.is_dir() and len(fan.name) == 2:
+                for entry in os.scandir(fan):
+                    yield fan.name, entry
 
     def hash_blob(self, digest: str) -> tuple[str, int]:
         try:
@@ -276,17 +280,11 @@ class LocalBlobStore:
     def unfinished_writes(self) -> Iterator[UnfinishedWrite]:
         """Temp files (``.<digest prefix>.<random>.incomplete``) of writers killed before
         their rename; a live writer's is among them too, hence gc's grace period."""
-        base = self.root / BLOB_DIR
-        if not base.is_dir():
-            return
-        for fan in sorted(base.iterdir()):
-            if not fan.is_dir() or len(fan.name) != 2:
-                continue
-            for entry in os.scandir(fan):
-                if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
-                    with contextlib.suppress(FileNotFoundError):  # renamed since the listing
-                        st = entry.stat()
-                        yield UnfinishedWrite(entry.path, st.st_size, st.st_mtime)
+        for _fan, entry in self._fan_out_entries():
+            if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):  # renamed since the listing
+                    st = entry.stat()
+                    yield UnfinishedWrite(entry.path, st.st_size, st.st_mtime)
 
     def remove_unfinished(self, write: UnfinishedWrite) -> None:
         path = Path(write.where)
