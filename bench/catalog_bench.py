@@ -87,7 +87,7 @@ def seed_zoo(url: str, items: list[dict[str, Any]]) -> None:
 
     from zoo.config import trainable_params
     from zoo.storage.db import init_catalog, open_catalog
-    from zoo.storage.models import Adapter, AliasRow, BaseModel, EvalResult, TagRow, new_id
+    from zoo.storage.tables import AdapterRow, AliasRow, BaseModelRow, EvalRow, TagRow, new_id
 
     init_catalog(url)
     cat = open_catalog(url)
@@ -95,7 +95,7 @@ def seed_zoo(url: str, items: list[dict[str, Any]]) -> None:
     modules = {f"layers.{k}.{p}": {"in_features": hidden, "out_features": hidden,
                                    "kind": "linear"} for k in range(4) for p in ("q", "v")}
     with cat.engine.begin() as conn:
-        conn.execute(sa.insert(BaseModel.__table__),
+        conn.execute(sa.insert(BaseModelRow.__table__),
                      [{"id": k + 1, "name": b, "digest": hashlib.sha256(b.encode()).hexdigest()}
                       for k, b in enumerate(BASES)])
     base_id = {b: k + 1 for k, b in enumerate(BASES)}
@@ -131,10 +131,10 @@ def seed_zoo(url: str, items: list[dict[str, Any]]) -> None:
                               "value": it["accuracy"], "n_examples": 872, "elapsed_s": 1.0,
                               "created_at": it["created"]})
         with cat.engine.begin() as conn:
-            conn.execute(sa.insert(Adapter.__table__), adapters)
+            conn.execute(sa.insert(AdapterRow.__table__), adapters)
             conn.execute(sa.insert(TagRow.__table__), tags)
             if evals:
-                conn.execute(sa.insert(EvalResult.__table__), evals)
+                conn.execute(sa.insert(EvalRow.__table__), evals)
     aliases = []
     for it in items:
         if it["version"] == VERSIONS_PER_NAME:

@@ -122,7 +122,7 @@ def run_zoo(model, tok, data, files, batch_size, mode="bmm"):
 
 def run_base(model, tok, data, n_adapters, batch_size):
     from zoo.batch_eval import run_group
-    from zoo.data import pad_id
+    from zoo.datasets import pad_id
 
     run_group(model, data, n_adapters, lambda slots: contextlib.nullcontext(),
               batch_size=batch_size, pad=pad_id(tok), autocast=contextlib.nullcontext())
@@ -141,7 +141,7 @@ def run_peft_naive(model, tok, data, peft_dirs, batch_size):
     from peft import PeftModel
 
     from zoo.batch_eval import score_rows
-    from zoo.data import collate, pad_id
+    from zoo.datasets import collate, pad_id
 
     for d in peft_dirs:
         peft_model = PeftModel.from_pretrained(model, d)
@@ -160,7 +160,7 @@ def run_peft_mixed(model, tok, data, peft_dirs, batch_size):
     from peft import PeftModel
 
     from zoo.batch_eval import row_plan, score_rows
-    from zoo.data import collate, pad_id
+    from zoo.datasets import collate, pad_id
 
     peft_model = PeftModel.from_pretrained(model, peft_dirs[0], adapter_name="a0")
     for k, d in enumerate(peft_dirs[1:], start=1):

@@ -120,8 +120,8 @@ def run(args: argparse.Namespace, endpoint: str, work: Path) -> None:
     from zoo.storage.blobstore import open_store
     from zoo.storage.catalog import add_adapter
     from zoo.storage.db import init_catalog, open_catalog
+    from zoo.storage.parallel import run_parallel
     from zoo.storage.pull import pull
-    from zoo.storage.transfer import run_parallel
 
     bucket = args.bucket or f"zoo-bench-{uuid.uuid4().hex[:8]}"
     catalog_url = args.catalog or f"sqlite:///{work / 'catalog.db'}"

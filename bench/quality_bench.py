@@ -90,8 +90,8 @@ def _word_tokenizer(words: list[str], bert: bool) -> Any:
 
 
 def setup_sentiment(tmp: Path) -> tuple[Any, Any, str, str, str]:
+    from zoo.base_models import load_base
     from zoo.demo import EVAL, TRAIN, minilm_path
-    from zoo.models import load_base
 
     torch.manual_seed(0)
     model, tok = load_base(minilm_path(), "seq-cls", label_names=["negative", "positive"])

@@ -65,7 +65,7 @@ _BARE_CACHE: dict[str, Any] = {}
 
 def bare_job(model_dir: str, train_path: str, prolora: Any, options: Any) -> int:
     """The same training work with no zoo machinery: returns the adapter's byte size."""
-    from zoo.models import load_base
+    from zoo.base_models import load_base
     from zoo.train import train_adapter
 
     if model_dir not in _BARE_CACHE:
@@ -120,9 +120,9 @@ def run_paired(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: i
     import torch
 
     from zoo.jobspec import load_specs
+    from zoo.storage import jobs as job_rows
     from zoo.storage.db import open_catalog
-    from zoo.workers import jobs as job_rows
-    from zoo.workers.staging import stage_inputs
+    from zoo.storage.staging import stage_inputs
     from zoo.workers.tasks import run_job, train_options
 
     torch.set_num_threads(1)

@@ -112,7 +112,7 @@ def _job_cells(v: Any) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ls(state: str | None, sweep_id: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
-    from zoo.workers import jobs as job_api
+    from zoo.storage import jobs as job_api
 
     with _catalog(_settings()) as catalog:
         job_api.reap_stale(catalog)
@@ -141,7 +141,7 @@ def ls(state: str | None, sweep_id: str | None, limit: int, as_json: bool) -> No
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show(job_id: str, as_json: bool) -> None:
     """Everything about one job (id or unique id prefix)."""
-    from zoo.workers import jobs as job_api
+    from zoo.storage import jobs as job_api
 
     with _catalog(_settings()) as catalog:
         view = job_api.get_job(catalog, job_id)
@@ -188,7 +188,7 @@ def cancel(job_ids: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def wait(job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None:
     """Wait until the jobs end; exit non-zero unless all succeeded."""
-    from zoo.workers import jobs as job_api
+    from zoo.storage import jobs as job_api
     from zoo.workers.submit import wait_jobs
 
     settings = _settings()

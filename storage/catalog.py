@@ -36,19 +36,7 @@ from zoo.errors import (
     InvalidNameError,
     NotFoundError,
 )
-from zoo.storage.models import (
-    Adapter,
-    AdapterRow,
-    AliasRow,
-    BaseModel,
-    EvalResult,
-    TagRow,
-    new_id,
-    utcnow,
-)
-from zoo.storage.prepared import Prepared
-from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
-from zoo.storage.refs import (
+from zoo.names import (
     ID_ALPHABET,
     ID_LENGTH,
     normalize_id_ref,
@@ -57,6 +45,17 @@ from zoo.storage.refs import (
     parse_tags,
     validate_digest,
     validate_name,
+)
+from zoo.storage.prepared import Prepared
+from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
+from zoo.storage.tables import (
+    AdapterRow,
+    AliasRow,
+    BaseModelRow,
+    EvalRow,
+    TagRow,
+    new_id,
+    utcnow,
 )
 
 __all__ = [
@@ -68,7 +67,7 @@ __all__ = [
 
 # Explicit loaders (relationships are lazy="raise"): the base model rides along in the page
 # query; tags, aliases and eval results of a whole page come in ONE more query (load_extras).
-LOADERS = (joinedload(Adapter.base_model),)
+LOADERS = (joinedload(AdapterRow.base_model),)
 _EXTRAS = "_zoo_extras"
 _INT_FIELDS = ("r", "unshared_r", "share_a", "share_b", "stride_a", "stride_b")
 
@@ -138,7 +137,7 @@ def config_params(config: dict[str, Any]) -> int:
     return total
 
 
-_BASE = BaseModel.__table__
+_BASE = BaseModelRow.__table__
 _BASE_ID = {  # publishing runs these for every adapter: Prepared, executed on the DBAPI
     False: Prepared(select(_BASE.c.id).where(_BASE.c.name == bindparam("name"),
                                              _BASE.c.digest == bindparam("digest"))),
@@ -167,8 +166,8 @@ def _as_loaded(session: Session, obj: Any) -> Any:
     return session.merge(obj, load=False)
 
 
-def _loaded(session: Session, adapter_id: str) -> Adapter:
-    stmt = (select(Adapter).where(Adapter.id == adapter_id).options(*LOADERS)
+def _loaded(session: Session, adapter_id: str) -> AdapterRow:
+    stmt = (select(AdapterRow).where(AdapterRow.id == adapter_id).options(*LOADERS)
             .execution_options(populate_existing=True))
     row = session.scalars(stmt).unique().one()
     load_extras(session, [row])
@@ -196,16 +195,16 @@ def _extras_statement() -> Any:
                nul_i.label("n")).where(TagRow.adapter_id.in_(ids)),
         select(literal("a", String), AliasRow.adapter_id, AliasRow.name, AliasRow.alias,
                nul_f, nul_i).where(AliasRow.adapter_id.in_(ids)),
-        select(literal("e", String), EvalResult.adapter_id, EvalResult.dataset_name,
-               EvalResult.metric, EvalResult.value, EvalResult.id)
-        .where(EvalResult.adapter_id.in_(ids)),
+        select(literal("e", String), EvalRow.adapter_id, EvalRow.dataset_name,
+               EvalRow.metric, EvalRow.value, EvalRow.id)
+        .where(EvalRow.adapter_id.in_(ids)),
     )
 
 
 _EXTRAS_STMT = _extras_statement()
 
 
-def load_extras(session: Session, rows: Sequence[Adapter], chunk: int = 500) -> None:
+def load_extras(session: Session, rows: Sequence[AdapterRow], chunk: int = 500) -> None:
     """Attach tags, aliases and eval results to ``rows`` with one UNION ALL query per chunk
     (one round trip for a page, instead of one per relationship or per row)."""
     by_id: dict[str, Extras] = {r.id: Extras() for r in rows}
@@ -235,8 +234,8 @@ def _alias_upsert(stmt: Any) -> Any:
 
 
 _WRITES: dict[str, tuple[Any, Callable[[Any], Any]]] = {
-    "adapter": (Adapter.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
-    "base": (BaseModel.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
+    "adapter": (AdapterRow.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
+    "base": (BaseModelRow.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
     "tags": (TagRow.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
     "alias": (AliasRow.__table__, _alias_upsert),
 }
@@ -358,7 +357,7 @@ def insert_adapter(connection: Any, plan: AdapterWrite) -> int | None:
     return base_id
 
 
-_EVAL_INSERT = Prepared(EvalResult.__table__.insert())
+_EVAL_INSERT = Prepared(EvalRow.__table__.insert())
 
 
 def insert_eval_results(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -371,7 +370,7 @@ def insert_eval_results(connection: Any, rows: Sequence[dict[str, Any]]) -> None
     _EVAL_INSERT.execute_many(connection, full)
 
 
-def add_adapter(session: Session, **fields: Any) -> Adapter:
+def add_adapter(session: Session, **fields: Any) -> AdapterRow:
     """Insert an adapter row (plus tags and ``NAME@ALIAS``/``ALIAS`` aliases); idempotent.
 
     ``fields`` are :func:`plan_adapter`'s. The same digest under the same name, or the same
@@ -382,7 +381,7 @@ def add_adapter(session: Session, **fields: Any) -> Adapter:
     return add_planned(session, plan_adapter(**fields))
 
 
-def add_planned(session: Session, plan: AdapterWrite) -> Adapter:
+def add_planned(session: Session, plan: AdapterWrite) -> AdapterRow:
     """:func:`add_adapter` for an adapter :func:`plan_adapter` already validated."""
     values = plan.values
     base_id = insert_adapter(session.connection(), plan)
@@ -392,9 +391,9 @@ def add_planned(session: Session, plan: AdapterWrite) -> Adapter:
             raise ConflictError(f"adapter id {values['id']} collided; publish again")
         return _label_existing(session, existing, plan.tags, plan.aliases)
     # A new row's listing fields are exactly what was just written: no reload query.
-    base = _as_loaded(session, BaseModel(id=base_id, name=plan.base_name,
+    base = _as_loaded(session, BaseModelRow(id=base_id, name=plan.base_name,
                                          digest=plan.base_digest))
-    row = _as_loaded(session, Adapter(**values, base_model_id=base_id))
+    row = _as_loaded(session, AdapterRow(**values, base_model_id=base_id))
     set_committed_value(row, "base_model", base)
     setattr(row, _EXTRAS, Extras(tags=sorted({str(t) for t in plan.tags}),
                                  aliases=[f"{n}@{a}" for n, a in plan.aliases]))
@@ -402,7 +401,7 @@ def add_planned(session: Session, plan: AdapterWrite) -> Adapter:
 
 
 def _label_existing(session: Session, existing_id: str, tags: Sequence[Any],
-                    aliases: Sequence[tuple[str, str]]) -> Adapter:
+                    aliases: Sequence[tuple[str, str]]) -> AdapterRow:
     """Idempotent publish: add the tags and aliases to the adapter already there."""
     connection = session.connection()
     _insert_tags(connection, existing_id, tags)
@@ -411,7 +410,7 @@ def _label_existing(session: Session, existing_id: str, tags: Sequence[Any],
     return _loaded(session, existing_id)
 
 
-_ADAPTERS = Adapter.__table__
+_ADAPTERS = AdapterRow.__table__
 _FIND_DUPLICATE = (
     select(_ADAPTERS.c.id, _ADAPTERS.c.name, _ADAPTERS.c.digest, _ADAPTERS.c.job_id)
     .where(((_ADAPTERS.c.name == bindparam("name")) & (_ADAPTERS.c.digest == bindparam("digest")))
@@ -435,7 +434,7 @@ def _existing(session: Session, name: str, digest: str, job_id: str | None) -> s
     return None if found is None else found.id
 
 
-def add_tags(session: Session, ref: str | Adapter, tags: Iterable[str]) -> Adapter:
+def add_tags(session: Session, ref: str | AdapterRow, tags: Iterable[str]) -> AdapterRow:
     """Add tags (``label`` or ``key=value``); existing ones are kept, not duplicated."""
     tag_list = parse_tags(list(tags))
     if not tag_list:
@@ -445,7 +444,7 @@ def add_tags(session: Session, ref: str | Adapter, tags: Iterable[str]) -> Adapt
     return _loaded(session, adapter)
 
 
-def remove_tags(session: Session, ref: str | Adapter, tags: Iterable[str]) -> Adapter:
+def remove_tags(session: Session, ref: str | AdapterRow, tags: Iterable[str]) -> AdapterRow:
     """Remove tags: ``key=value`` exactly; a bare ``key`` removes the label and every value."""
     tag_list = parse_tags(list(tags))
     if not tag_list:
@@ -459,7 +458,7 @@ def remove_tags(session: Session, ref: str | Adapter, tags: Iterable[str]) -> Ad
     return _loaded(session, adapter)
 
 
-def set_alias(session: Session, name_alias: str, ref: str | Adapter) -> Adapter:
+def set_alias(session: Session, name_alias: str, ref: str | AdapterRow) -> AdapterRow:
     """Point ``NAME@ALIAS`` at the adapter ``ref`` (named NAME); moves it in one statement."""
     name, alias = parse_name_alias(name_alias)
     adapter = resolve_ref(session, ref) if isinstance(ref, str) else ref
@@ -493,13 +492,13 @@ def list_aliases(session: Session, name: str | None = None) -> list[dict[str, An
 
 
 # -------------------------------------------------------------------------------------- reads
-def _resolve_id(session: Session, ref: str | Adapter) -> str:
-    if isinstance(ref, Adapter):
+def _resolve_id(session: Session, ref: str | AdapterRow) -> str:
+    if isinstance(ref, AdapterRow):
         return ref.id
     return resolve_ref(session, ref, load=False).id
 
 
-def resolve_ref(session: Session, ref: str, *, load: bool = True) -> Adapter:
+def resolve_ref(session: Session, ref: str, *, load: bool = True) -> AdapterRow:
     """An adapter id, a unique id prefix (>= 4 chars) or ``NAME@ALIAS`` -> the adapter."""
     if not isinstance(ref, str):
         raise NotFoundError(f"no adapter {ref!r}: a REF must be text")
@@ -510,13 +509,13 @@ def resolve_ref(session: Session, ref: str, *, load: bool = True) -> Adapter:
     return row
 
 
-def _resolve(session: Session, ref: str, options: Sequence[Any]) -> Adapter:
+def _resolve(session: Session, ref: str, options: Sequence[Any]) -> AdapterRow:
     if "@" in ref:
         try:
             name, alias = parse_name_alias(ref)
         except InvalidNameError as exc:
             raise NotFoundError(f"no adapter {ref!r}: {exc}") from None
-        stmt = (select(Adapter).join(AliasRow, AliasRow.adapter_id == Adapter.id)
+        stmt = (select(AdapterRow).join(AliasRow, AliasRow.adapter_id == AdapterRow.id)
                 .where(AliasRow.name == name, AliasRow.alias == alias).options(*options))
         row = session.scalars(stmt).unique().first()
         if row is None:
@@ -524,14 +523,14 @@ def _resolve(session: Session, ref: str, options: Sequence[Any]) -> Adapter:
         return row
     text = normalize_id_ref(ref)
     if len(text) == ID_LENGTH:
-        stmt = select(Adapter).where(Adapter.id == text)
+        stmt = select(AdapterRow).where(AdapterRow.id == text)
     else:  # a prefix: an index range scan, at most 2 rows to tell unique from ambiguous
-        stmt = select(Adapter).where(Adapter.id >= text, Adapter.id.startswith(text,
+        stmt = select(AdapterRow).where(AdapterRow.id >= text, AdapterRow.id.startswith(text,
                                                                               autoescape=True))
         upper = _prefix_upper_bound(text)
         if upper is not None:
-            stmt = stmt.where(Adapter.id < upper)
-        stmt = stmt.order_by(Adapter.id).limit(2)
+            stmt = stmt.where(AdapterRow.id < upper)
+        stmt = stmt.order_by(AdapterRow.id).limit(2)
     rows = session.scalars(stmt.options(*options)).unique().all()
     if not rows:
         raise NotFoundError(f"no adapter with id or id prefix {text!r}")
@@ -566,9 +565,9 @@ def resolve_many(
     refs: Iterable[str] = (),
     tag: str | None = None,
     query: str | None = None,
-) -> list[Adapter]:
+) -> list[AdapterRow]:
     """Refs (each must resolve) plus every adapter matching ``tag`` AND ``query``; deduped."""
-    out: dict[str, Adapter] = {}
+    out: dict[str, AdapterRow] = {}
     for ref in refs:
         row = resolve_ref(session, ref)
         out.setdefault(row.id, row)
@@ -581,7 +580,7 @@ def resolve_many(
 
 def referenced_digests(session: Session) -> set[str]:
     """Every digest a catalog row references (gc must never delete these)."""
-    return set(session.scalars(select(Adapter.digest).distinct()))
+    return set(session.scalars(select(AdapterRow.digest).distinct()))
 
 
 class Page(list):  # type: ignore[type-arg]
@@ -603,7 +602,7 @@ def list_adapters(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidNameError(f"limit={limit!r} must be a positive integer")
     key = spec.expr.label("sort_key")
-    stmt = select(Adapter, key).where(*conds).order_by(*order_by(spec)).options(*LOADERS)
+    stmt = select(AdapterRow, key).where(*conds).order_by(*order_by(spec)).options(*LOADERS)
     if after is not None:
         stmt = stmt.where(after_condition(spec, after[0], after[1]))
     if limit is not None:
@@ -623,7 +622,7 @@ def iter_adapters(
     *,
     page_size: int = 500,
     expunge: bool = True,
-) -> Iterator[Adapter]:
+) -> Iterator[AdapterRow]:
     """Stream every match page by page in constant memory (rows are expunged after use)."""
     after = None
     while True:
@@ -654,7 +653,7 @@ _COLUMNS_OUT = ("id", "name", "digest", "size", "task", "r", "unshared_r", "shar
                 "created_at", "job_id", "dataset_fingerprint")
 
 
-def adapter_to_dict(row: Adapter, *, config: bool = True) -> dict[str, Any]:
+def adapter_to_dict(row: AdapterRow, *, config: bool = True) -> dict[str, Any]:
     """The ``--json`` object of an adapter (loaded by resolve_ref/list_adapters/add_*).
 
     ``config=False`` leaves out the full config (listings: smaller output, less parsing).

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from zoo.errors import ConfigError, NotFoundError
 from zoo.storage.blobstore import BlobInfo, BlobStore, UnfinishedWrite
-from zoo.storage.transfer import ProgressFn, run_parallel
+from zoo.storage.parallel import ProgressFn, run_parallel
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -123,12 +123,12 @@ class GcReport:
 def _catalog_rows(catalog: Any) -> tuple[dict[str, tuple[int, list[RowRef]]], set[str]]:
     """digest → (size, adapters) for every adapter row, and every digest the catalog needs."""
     from zoo.storage.catalog import referenced_digests
-    from zoo.storage.models import Adapter
+    from zoo.storage.tables import AdapterRow
 
     rows: dict[str, tuple[int, list[RowRef]]] = {}
     with catalog.transaction(readonly=True) as session:
         for digest, size, id_, name in session.execute(
-            select(Adapter.digest, Adapter.size, Adapter.id, Adapter.name)
+            select(AdapterRow.digest, AdapterRow.size, AdapterRow.id, AdapterRow.name)
         ):
             rows.setdefault(digest, (int(size), []))[1].append(RowRef(id_, name))
         referenced = set(referenced_digests(session))

@@ -82,7 +82,7 @@ def publish(
     published nothing yet: the lookup that spares a retried job its upload is skipped (the
     commit still re-checks the job id inside its transaction).
     """
-    from zoo.storage.refs import parse_name_alias, parse_tags, validate_name
+    from zoo.names import parse_name_alias, parse_tags, validate_name
 
     name = validate_name(name)
     labels = {
@@ -182,10 +182,10 @@ def _published_by_job(catalog: Any, job_id: str) -> dict[str, Any] | None:
     from sqlalchemy import select
 
     from zoo.storage.catalog import adapter_to_dict, resolve_ref
-    from zoo.storage.models import Adapter
+    from zoo.storage.tables import AdapterRow
 
     with catalog.transaction(readonly=True) as session:
-        found = session.scalars(select(Adapter.id).where(Adapter.job_id == job_id)).first()
+        found = session.scalars(select(AdapterRow.id).where(AdapterRow.job_id == job_id)).first()
         return None if found is None else adapter_to_dict(resolve_ref(session, found))
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from zoo.errors import ConfigError, IntegrityError, NotFoundError
 from zoo.storage.blobstore import BlobStore, sha256_file
-from zoo.storage.transfer import ProgressFn, run_parallel
+from zoo.storage.parallel import ProgressFn, run_parallel
 
 FORMATS = ("native", "peft", "merged")
 MARKER = ".zoo-adapter.json"
@@ -95,8 +95,8 @@ def resolve_items(catalog: Any, refs: Sequence[str] = (), *, tag: str | None = N
     from sqlalchemy import select
 
     from zoo.storage.catalog import resolve_ref, selection_query
-    from zoo.storage.models import Adapter
     from zoo.storage.query import compile_query
+    from zoo.storage.tables import AdapterRow
 
     if not refs and tag is None and not query:
         raise ConfigError("nothing to pull: give REF..., --tag or --query")
@@ -107,8 +107,8 @@ def resolve_items(catalog: Any, refs: Sequence[str] = (), *, tag: str | None = N
             items.setdefault(row.id, PullItem(row.id, row.name, row.digest, int(row.size)))
         text = selection_query(tag, query)
         if text:
-            stmt = (select(Adapter.id, Adapter.name, Adapter.digest, Adapter.size)
-                    .where(*compile_query(text)).order_by(Adapter.created_at, Adapter.id))
+            stmt = (select(AdapterRow.id, AdapterRow.name, AdapterRow.digest, AdapterRow.size)
+                    .where(*compile_query(text)).order_by(AdapterRow.created_at, AdapterRow.id))
             for id_, name, digest, size in session.execute(stmt):
                 items.setdefault(id_, PullItem(id_, name, digest, int(size)))
     if not items:
@@ -231,7 +231,7 @@ def _write_merged(native: Path, dest: Path, item: PullItem) -> None:
     from types import SimpleNamespace
 
     from zoo.adapter import Adapter
-    from zoo.models import load_base, load_tokenizer
+    from zoo.base_models import load_base, load_tokenizer
 
     adapter = Adapter.load(native)
     cfg = adapter.config

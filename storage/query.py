@@ -24,8 +24,8 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from zoo.errors import InvalidNameError, QuerySyntaxError
-from zoo.storage.models import Adapter, BaseModel, EvalResult, TagRow
-from zoo.storage.refs import parse_tag
+from zoo.names import parse_tag
+from zoo.storage.tables import AdapterRow, BaseModelRow, EvalRow, TagRow
 
 OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
 _TERM = re.compile(r"^(?P<field>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<op>!=|<=|>=|=|<|>|~)(?P<value>.*)$",
@@ -47,29 +47,29 @@ class Field:
 _COLUMNS: dict[str, Field] = {
     f.name: f
     for f in (
-        Field("id", Adapter.id, "str"),
-        Field("name", Adapter.name, "str"),
-        Field("digest", Adapter.digest, "str"),
-        Field("task", Adapter.task, "str"),
-        Field("r", Adapter.r, "int"),
-        Field("unshared_r", Adapter.unshared_r, "int"),
-        Field("share_a", Adapter.share_a, "int"),
-        Field("share_b", Adapter.share_b, "int"),
-        Field("stride_a", Adapter.stride_a, "int"),
-        Field("stride_b", Adapter.stride_b, "int"),
-        Field("params", Adapter.params, "int"),
-        Field("size", Adapter.size, "int"),
-        Field("alpha", Adapter.alpha, "float"),
-        Field("dtype", Adapter.dtype, "str"),
-        Field("init", Adapter.init, "str"),
-        Field("rotation", Adapter.rotation, "bool"),
-        Field("job", Adapter.job_id, "str", nullable=True),
-        Field("dataset", Adapter.dataset_fingerprint, "str", nullable=True),
-        Field("created", Adapter.created_at, "datetime"),
+        Field("id", AdapterRow.id, "str"),
+        Field("name", AdapterRow.name, "str"),
+        Field("digest", AdapterRow.digest, "str"),
+        Field("task", AdapterRow.task, "str"),
+        Field("r", AdapterRow.r, "int"),
+        Field("unshared_r", AdapterRow.unshared_r, "int"),
+        Field("share_a", AdapterRow.share_a, "int"),
+        Field("share_b", AdapterRow.share_b, "int"),
+        Field("stride_a", AdapterRow.stride_a, "int"),
+        Field("stride_b", AdapterRow.stride_b, "int"),
+        Field("params", AdapterRow.params, "int"),
+        Field("size", AdapterRow.size, "int"),
+        Field("alpha", AdapterRow.alpha, "float"),
+        Field("dtype", AdapterRow.dtype, "str"),
+        Field("init", AdapterRow.init, "str"),
+        Field("rotation", AdapterRow.rotation, "bool"),
+        Field("job", AdapterRow.job_id, "str", nullable=True),
+        Field("dataset", AdapterRow.dataset_fingerprint, "str", nullable=True),
+        Field("created", AdapterRow.created_at, "datetime"),
     )
 }
 # Fields on the base model: filtered through an IN on base_models, sorted by a scalar subquery.
-_BASE_FIELDS = {"base": BaseModel.name, "base_digest": BaseModel.digest}
+_BASE_FIELDS = {"base": BaseModelRow.name, "base_digest": BaseModelRow.digest}
 ALLOWED_FIELDS = (*_COLUMNS, *_BASE_FIELDS, "tag:KEY[=VALUE]", "metrics.METRIC",
                   "metrics.DATASET.METRIC")
 SORT_FIELDS = (*_COLUMNS, *_BASE_FIELDS, "metrics.METRIC", "metrics.DATASET.METRIC")
@@ -182,20 +182,20 @@ def _metric_parts(term: Term | None, field: str) -> tuple[str | None, str]:
 
 def latest_metric(metric: str, dataset: str | None = None) -> Any:
     """Scalar subquery: the adapter's latest value of ``metric`` (optionally on ``dataset``)."""
-    sub = select(EvalResult.value).where(EvalResult.adapter_id == Adapter.id,
-                                         EvalResult.metric == metric)
+    sub = select(EvalRow.value).where(EvalRow.adapter_id == AdapterRow.id,
+                                         EvalRow.metric == metric)
     if dataset is not None:
-        sub = sub.where(or_(EvalResult.dataset_name == dataset,
-                            EvalResult.dataset_fingerprint == dataset))
-    return sub.order_by(EvalResult.id.desc()).limit(1).correlate(Adapter).scalar_subquery()
+        sub = sub.where(or_(EvalRow.dataset_name == dataset,
+                            EvalRow.dataset_fingerprint == dataset))
+    return sub.order_by(EvalRow.id.desc()).limit(1).correlate(AdapterRow).scalar_subquery()
 
 
 def _metric_filter(term: Term, field: str, op: str, text: str) -> ColumnElement[bool]:
     dataset, metric = _metric_parts(term, field)
     value = _parse_value(term, field, "float", text, op)
-    # Adapter ids whose latest row for (metric[, dataset]) satisfies the comparison; the
+    # AdapterRow ids whose latest row for (metric[, dataset]) satisfies the comparison; the
     # (metric, value) index finds candidates, the (adapter_id, metric, id) index checks latest.
-    e, later = aliased(EvalResult), aliased(EvalResult)
+    e, later = aliased(EvalRow), aliased(EvalRow)
     newer = select(later.id).where(later.adapter_id == e.adapter_id, later.metric == e.metric,
                                    later.id > e.id)
     conds = [e.metric == metric, _compare(e.value, op, value)]
@@ -204,7 +204,7 @@ def _metric_filter(term: Term, field: str, op: str, text: str) -> ColumnElement[
         newer = newer.where(same)
         conds.append(or_(e.dataset_name == dataset, e.dataset_fingerprint == dataset))
     conds.append(~newer.exists())
-    return Adapter.id.in_(select(e.adapter_id).where(*conds))
+    return AdapterRow.id.in_(select(e.adapter_id).where(*conds))
 
 
 def _tag_filter(term: Term, session: Session | None) -> ColumnElement[bool]:
@@ -222,9 +222,9 @@ def _tag_filter(term: Term, session: Session | None) -> ColumnElement[bool]:
     if session is not None and session.get_bind().dialect.name == "sqlite":
         probe = select(TagRow.adapter_id).where(*cond).limit(RARE_TAG_ROWS).subquery()
         if session.execute(select(func.count()).select_from(probe)).scalar_one() < RARE_TAG_ROWS:
-            return Adapter.id.in_(select(TagRow.adapter_id).where(*cond))
-    return select(TagRow.adapter_id).where(TagRow.adapter_id == Adapter.id, *cond) \
-        .correlate(Adapter).exists()
+            return AdapterRow.id.in_(select(TagRow.adapter_id).where(*cond))
+    return select(TagRow.adapter_id).where(TagRow.adapter_id == AdapterRow.id, *cond) \
+        .correlate(AdapterRow).exists()
 
 
 def compile_term(term: Term, session: Session | None = None) -> ColumnElement[bool]:
@@ -245,10 +245,10 @@ def compile_term(term: Term, session: Session | None = None) -> ColumnElement[bo
     if field.startswith("metrics."):
         return _metric_filter(term, field, op, text)
     if field in _BASE_FIELDS:
-        ids = select(BaseModel.id).where(_compare(_BASE_FIELDS[field], op, text))
+        ids = select(BaseModelRow.id).where(_compare(_BASE_FIELDS[field], op, text))
         if session is not None:  # a literal id list lets the (base_model_id, ...) indexes order
-            return Adapter.base_model_id.in_(list(session.scalars(ids)))
-        return Adapter.base_model_id.in_(ids)
+            return AdapterRow.base_model_id.in_(list(session.scalars(ids)))
+        return AdapterRow.base_model_id.in_(ids)
     spec = _COLUMNS.get(field)
     if spec is None:
         raise _fail(term, f"unknown field {field!r}; allowed: {', '.join(ALLOWED_FIELDS)}")
@@ -291,11 +291,11 @@ def parse_sort(sort: str | None) -> Sort:
         return Sort(field, latest_metric(metric, dataset), descending, True)
     if field in _BASE_FIELDS:
         column = _BASE_FIELDS[field]
-        expr = (select(column).where(BaseModel.id == Adapter.base_model_id)
-                .correlate(Adapter).scalar_subquery())
+        expr = (select(column).where(BaseModelRow.id == AdapterRow.base_model_id)
+                .correlate(AdapterRow).scalar_subquery())
         return Sort(field, expr, descending, field == "base_digest")
     if field == "created":  # ids are time-ordered (ULID-style): the pk index is the order
-        return Sort(field, Adapter.id, descending, False)
+        return Sort(field, AdapterRow.id, descending, False)
     spec = _COLUMNS.get(field)
     if spec is None:
         raise QuerySyntaxError(f"bad sort field {field!r}; allowed: {', '.join(SORT_FIELDS)} "
@@ -308,15 +308,15 @@ def order_by(sort: Sort) -> list[Any]:
     key = sort.expr.desc() if sort.descending else sort.expr.asc()
     if sort.nullable:
         key = key.nulls_last()
-    if sort.expr is Adapter.id:
+    if sort.expr is AdapterRow.id:
         return [key]
-    tie = Adapter.id.desc() if sort.descending else Adapter.id.asc()
+    tie = AdapterRow.id.desc() if sort.descending else AdapterRow.id.asc()
     return [key, tie]
 
 
 def after_condition(sort: Sort, value: Any, last_id: str) -> ColumnElement[bool]:
     """Keyset: rows strictly after (value, last_id) in ``order_by(sort)`` order."""
-    e, ident = sort.expr, Adapter.id
+    e, ident = sort.expr, AdapterRow.id
     tie = ident < last_id if sort.descending else ident > last_id
     if e is ident:
         return tie

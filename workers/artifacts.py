@@ -17,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from zoo.errors import NotFoundError
+from zoo.storage import staging
 from zoo.storage.fsck import GcReport, collect_garbage
-from zoo.storage.models import Job
-from zoo.workers import staging
+from zoo.storage.tables import JobRow
 
 
 def _row_references(spec_json: str, log_uri: str | None, checkpoint_uri: str | None,
@@ -44,7 +44,7 @@ def referenced_artifacts(catalog: Any, store: Any) -> set[str]:
     read error propagates, so nothing is deleted on a guess."""
     blobs: set[str] = set()
     models: set[str] = set()
-    query = sa.select(Job.spec, Job.log_uri, Job.checkpoint_uri)
+    query = sa.select(JobRow.spec, JobRow.log_uri, JobRow.checkpoint_uri)
     with catalog.transaction(readonly=True) as session:
         for spec_json, log_uri, checkpoint_uri in session.execute(query):
             row_blobs, row_models = _row_references(spec_json, log_uri, checkpoint_uri)

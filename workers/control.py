@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from zoo.workers import jobs, staging
+from zoo.storage import jobs, staging
 
 
 def pid_alive(pid: int) -> bool:

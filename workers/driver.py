@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     if forwarded and not os.environ.get("AWS_ENDPOINT_URL"):
         os.environ["AWS_ENDPOINT_URL"] = forwarded
 
+    from zoo.storage import jobs
     from zoo.storage.db import open_catalog
-    from zoo.workers import jobs
     from zoo.workers.cluster import connect
     from zoo.workers.submit import run_jobs
 

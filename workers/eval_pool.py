@@ -187,7 +187,7 @@ class EvalWorker:
     def _base_path(self, base: str) -> str | None:
         """A local directory for a job's staged or s3:// base (fetched into this node's cache
         once), None for a name the adapter's own ``base_model`` already resolves."""
-        from zoo.workers.staging import fetch_model
+        from zoo.storage.staging import fetch_model
 
         if not is_base_location(base):
             return None
@@ -196,7 +196,7 @@ class EvalWorker:
 
 def is_base_location(base: str) -> bool:
     """A base the worker must fetch: staged by `zoo submit` into the store, or on S3."""
-    from zoo.workers.staging import MODEL_SCHEME
+    from zoo.storage.staging import MODEL_SCHEME
 
     return base.startswith((MODEL_SCHEME, "s3://"))
 
@@ -210,7 +210,7 @@ def _error(adapter_id: str, exc: BaseException) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ driver side
 def read_dataset(uri: str, store_url: str) -> tuple[bytes, str]:
     """(bytes, name) of a local path or ``s3://`` dataset."""
-    from zoo.workers.staging import fetch_data
+    from zoo.storage.staging import fetch_data
 
     path = Path(fetch_data(uri, store_url) if uri.startswith("s3://") else uri)
     if not path.is_file():
@@ -222,15 +222,15 @@ def select_items(catalog: Any, query: str) -> list[EvalItem]:
     """Adapters matching ``query`` with what grouping and pulling need (one light query)."""
     from sqlalchemy import select
 
-    from zoo.storage.models import Adapter, BaseModel, Job
     from zoo.storage.query import compile_query
+    from zoo.storage.tables import AdapterRow, BaseModelRow, JobRow
 
     with catalog.transaction(readonly=True) as session:
-        stmt = (select(Adapter.id, Adapter.name, Adapter.digest, Adapter.size, BaseModel.name,
-                       Adapter.task, Adapter.config, Job.spec)
-                .join(BaseModel, Adapter.base_model_id == BaseModel.id)
-                .outerjoin(Job, Job.id == Adapter.job_id)
-                .where(*compile_query(query)).order_by(Adapter.created_at, Adapter.id))
+        stmt = (select(AdapterRow.id, AdapterRow.name, AdapterRow.digest, AdapterRow.size, BaseModelRow.name,
+                       AdapterRow.task, AdapterRow.config, JobRow.spec)
+                .join(BaseModelRow, AdapterRow.base_model_id == BaseModelRow.id)
+                .outerjoin(JobRow, JobRow.id == AdapterRow.job_id)
+                .where(*compile_query(query)).order_by(AdapterRow.created_at, AdapterRow.id))
         items = []
         for id_, name, digest, size, base, task, config, spec in session.execute(stmt):
             cfg = json.loads(config)
@@ -246,15 +246,15 @@ def already_evaluated(catalog: Any, fingerprint: str, ids: Sequence[str]) -> set
     """Ids with a successful result on this dataset fingerprint (error rows do not count)."""
     from sqlalchemy import select
 
-    from zoo.storage.models import EvalResult
+    from zoo.storage.tables import EvalRow
 
     done: set[str] = set()
     with catalog.transaction(readonly=True) as session:
         for i in range(0, len(ids), 500):
-            stmt = (select(EvalResult.adapter_id).distinct()
-                    .where(EvalResult.dataset_fingerprint == fingerprint,
-                           EvalResult.error.is_(None),
-                           EvalResult.adapter_id.in_(list(ids[i:i + 500]))))
+            stmt = (select(EvalRow.adapter_id).distinct()
+                    .where(EvalRow.dataset_fingerprint == fingerprint,
+                           EvalRow.error.is_(None),
+                           EvalRow.adapter_id.in_(list(ids[i:i + 500]))))
             done.update(session.scalars(stmt))
     return done
 
@@ -444,20 +444,20 @@ def leaderboard(catalog: Any, *, dataset: str, metric: str, query: str | None = 
     """
     from sqlalchemy import func, or_, select
 
-    from zoo.storage.models import Adapter, EvalResult
     from zoo.storage.query import compile_query
+    from zoo.storage.tables import AdapterRow, EvalRow
 
     if metric == ERROR_METRIC:
         raise ConfigError("metric 'error' is not rankable; choose e.g. loss or accuracy")
     keys = dataset_keys(dataset)
-    where_ds = or_(EvalResult.dataset_name.in_(keys), EvalResult.dataset_fingerprint.in_(keys))
-    latest = (select(func.max(EvalResult.id).label("id"))
-              .where(EvalResult.metric == metric, where_ds, EvalResult.error.is_(None))
-              .group_by(EvalResult.adapter_id).subquery())
-    order = EvalResult.value.asc() if metric in LOWER_IS_BETTER else EvalResult.value.desc()
-    stmt = (select(Adapter, EvalResult).join(EvalResult, EvalResult.adapter_id == Adapter.id)
-            .where(EvalResult.id.in_(select(latest.c.id)), *compile_query(query or None))
-            .order_by(order, Adapter.id))
+    where_ds = or_(EvalRow.dataset_name.in_(keys), EvalRow.dataset_fingerprint.in_(keys))
+    latest = (select(func.max(EvalRow.id).label("id"))
+              .where(EvalRow.metric == metric, where_ds, EvalRow.error.is_(None))
+              .group_by(EvalRow.adapter_id).subquery())
+    order = EvalRow.value.asc() if metric in LOWER_IS_BETTER else EvalRow.value.desc()
+    stmt = (select(AdapterRow, EvalRow).join(EvalRow, EvalRow.adapter_id == AdapterRow.id)
+            .where(EvalRow.id.in_(select(latest.c.id)), *compile_query(query or None))
+            .order_by(order, AdapterRow.id))
     if top:
         stmt = stmt.limit(top)
     with catalog.transaction(readonly=True) as session:

@@ -24,7 +24,7 @@ from typing import Any
 
 from zoo.errors import ConfigError
 from zoo.jobspec import JobSpec
-from zoo.workers import jobs, staging
+from zoo.storage import jobs, staging
 
 Echo = Callable[[str], None]
 
@@ -67,7 +67,7 @@ def submit(specs: Sequence[JobSpec], *, catalog_url: str, store_url: str,
            echo: Echo | None = None) -> SubmitResult:
     """Submit validated specs; see the module docstring for the two modes."""
     from zoo.storage.db import open_catalog
-    from zoo.storage.models import new_id
+    from zoo.storage.tables import new_id
 
     say = echo or (lambda _msg: None)
     client = None

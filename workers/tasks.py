@@ -33,7 +33,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 from zoo.jobspec import JobSpec
-from zoo.workers import jobs, staging
+from zoo.storage import jobs, staging
 
 HEARTBEAT_S = float(os.environ.get("ZOO_HEARTBEAT_S", "5"))
 MODEL_CACHE_SIZE = int(os.environ.get("ZOO_MODEL_CACHE_SIZE", "1"))
@@ -130,7 +130,7 @@ def cached_base(model_dir: str, task: str, *, labels: tuple[str, ...], seed: int
 
     import torch
 
-    from zoo.models import load_base
+    from zoo.base_models import load_base
 
     random.seed(seed)
     torch.manual_seed(seed)  # as train_adapter seeds before loading: same head init
@@ -377,7 +377,7 @@ def _result(view: jobs.JobView) -> dict[str, Any]:
 def _train_and_publish(catalog: Any, store_url: str, artifacts: Any, job_id: str,
                        attempt: int, view: jobs.JobView, log: JobLog, beat: Heartbeat) -> str:
     import zoo
-    from zoo.data import load_seq_cls
+    from zoo.datasets import load_seq_cls
     from zoo.storage.catalog import insert_eval_results
     from zoo.storage.publish import publish
     from zoo.train import train_adapter
@@ -489,7 +489,7 @@ def _load_checkpoint(artifacts: Any, job_id: str, uri: str | None, log: JobLog) 
 
 def _eval_rows(spec: JobSpec, eval_path: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """The training run's eval metrics as catalog eval results (``zoo ls metrics.accuracy>…``)."""
-    from zoo.data import fingerprint
+    from zoo.datasets import fingerprint
 
     uri = spec.data.eval or eval_path
     digest = staging.digest_of(uri) if uri.startswith(staging.BLOB_SCHEME) \
@@ -506,7 +506,7 @@ def _data_digest(spec: JobSpec, local_path: str) -> str:
     """sha256 of the training file: known from its content-addressed URI, else computed."""
     if spec.data.train.startswith(staging.BLOB_SCHEME):
         return staging.digest_of(spec.data.train)
-    from zoo.data import fingerprint
+    from zoo.datasets import fingerprint
 
     return fingerprint(local_path)
 

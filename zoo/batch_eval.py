@@ -30,7 +30,7 @@ from zoo.errors import ConfigError, ZooError
 
 if TYPE_CHECKING:
     from zoo.adapter import Adapter
-    from zoo.data import Encoded
+    from zoo.datasets import Encoded
 
 TASK_METRICS = {"causal-lm": ("loss", "perplexity", "exact_match"),
                 "seq-cls": ("loss", "accuracy")}
@@ -79,7 +79,7 @@ def load_dataset(task: str, path: str | os.PathLike[str], tokenizer: Any, *,
                  max_length: int = 128, max_examples: int | None = None,
                  label_names: Sequence[str] | None = None) -> Dataset:
     """Parse and tokenise once; every adapter of the run is scored on these rows."""
-    from zoo.data import load_and_encode
+    from zoo.datasets import load_and_encode
 
     encoded, parsed = load_and_encode(task, path, tokenizer, max_length,
                                       label_names=label_names, max_examples=max_examples)
@@ -121,7 +121,7 @@ def score_rows(task: str, logits: Any, labels: Any) -> tuple[Any, Any, Any]:
     """Per row: (loss sum, scored count, hit) — the definitions of :mod:`zoo.evaluate`."""
     import torch.nn.functional as F
 
-    from zoo.data import IGNORE_INDEX
+    from zoo.datasets import IGNORE_INDEX
 
     if task == "seq-cls":
         logits = logits.float()  # (N, L)
@@ -141,7 +141,7 @@ def run_group(model: Any, dataset: Dataset, n_slots: int, route: Callable[[list[
     """Score ``n_slots`` adapters over the row plan; ``route(slots)`` sets up each forward."""
     import torch
 
-    from zoo.data import collate
+    from zoo.datasets import collate
 
     device = next(model.parameters()).device
     totals = _Totals(n_slots)
@@ -167,7 +167,7 @@ def evaluate_many(
     ``group_size``: adapters stacked per bank (default: ``batch_size``, so a batch is one
     example under ``batch_size`` adapters). ``autocast_dtype`` e.g. ``"bfloat16"`` on CUDA.
     """
-    from zoo.data import pad_id
+    from zoo.datasets import pad_id
     from zoo.evaluate import autocast_context
     from zoo.multi_adapter import NotBatchableError
 
@@ -287,8 +287,8 @@ def load_base_for(adapter: Adapter, *, device: str | None = None,
     ``base`` (a local directory) overrides the adapter's ``base_model`` name: a zoo job's base,
     fetched from where the job found it.
     """
+    from zoo.base_models import load_base
     from zoo.device import select_device
-    from zoo.models import load_base
 
     choice = select_device(device)
     cfg = adapter.config

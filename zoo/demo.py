@@ -59,8 +59,8 @@ def run(steps: int = 80, out: str | None = None, seed: int = 0) -> dict[str, Any
     import transformers
 
     import zoo
+    from zoo.base_models import load_base
     from zoo.evaluate import evaluate_adapter
-    from zoo.models import load_base
     from zoo.train import TrainOptions, train_adapter
 
     transformers.logging.set_verbosity_error()

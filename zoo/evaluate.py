@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from zoo.data import IGNORE_INDEX, collate, load_and_encode, pad_id
+from zoo.datasets import IGNORE_INDEX, collate, load_and_encode, pad_id
 
 
 def label_names_of(model: Any) -> list[str] | None:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from zoo.config import PRoLoRAConfig
-from zoo.data import (
+from zoo.datasets import (
     ClsData,
     Encoded,
     check_task,
@@ -212,8 +212,8 @@ def load_checkpoint(data: bytes, *, named: dict[str, Any], optimizer: Any,
 
 
 def _digest_for(base_model: str, model: Any) -> str:
+    from zoo.base_models import local_model_dir
     from zoo.digest import base_model_digest
-    from zoo.models import local_model_dir
 
     local = local_model_dir(base_model)
     return base_model_digest(local if local is not None else model)
@@ -243,8 +243,8 @@ def _obtain_base(base_model: str, task: str, label_names: list[str], device: str
     """(model, tokenizer, DeviceChoice): load the base, or check and adopt a given one."""
     import torch
 
+    from zoo.base_models import load_base, load_tokenizer
     from zoo.device import choose_device, select_device
-    from zoo.models import load_base, load_tokenizer
 
     if model is None:
         choice = select_device(device)

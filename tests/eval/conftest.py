@@ -82,10 +82,10 @@ class Zoo:
     def results(self) -> list:
         from sqlalchemy import select
 
-        from zoo.storage.models import EvalResult
+        from zoo.storage.tables import EvalRow
 
         with self.catalog.transaction(readonly=True) as session:
-            return list(session.scalars(select(EvalResult).order_by(EvalResult.id)))
+            return list(session.scalars(select(EvalRow).order_by(EvalRow.id)))
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ class Backend:
         """Row count of every catalog table: "the catalog is unchanged" compares these."""
         from sqlalchemy import func, select
 
-        from zoo.storage.models import Base
+        from zoo.storage.tables import Base
 
         with self.catalog.transaction(readonly=True) as session:
             return {t.name: session.execute(select(func.count()).select_from(t)).scalar_one()
@@ -113,11 +113,11 @@ class Backend:
         """(id, name, digest) of every adapter row."""
         from sqlalchemy import select
 
-        from zoo.storage.models import Adapter
+        from zoo.storage.tables import AdapterRow
 
         with self.catalog.transaction(readonly=True) as session:
             return [tuple(r) for r in session.execute(
-                select(Adapter.id, Adapter.name, Adapter.digest).order_by(Adapter.id))]
+                select(AdapterRow.id, AdapterRow.name, AdapterRow.digest).order_by(AdapterRow.id))]
 
     def blob_digests(self) -> set[str]:
         return {b.digest for b in self.store.list_blobs()}

@@ -9,7 +9,7 @@ from catalog_fixtures import adapter_config, fake_digest
 
 from zoo.errors import AmbiguousRefError, ConflictError, InvalidNameError, NotFoundError
 from zoo.storage import catalog as api
-from zoo.storage.models import Adapter, new_id
+from zoo.storage.tables import AdapterRow, new_id
 
 JSON_KEYS = {"id", "name", "digest", "size", "base_model", "task", "r", "unshared_r", "share_a",
              "share_b", "params", "tags", "aliases", "metrics", "created_at", "job_id",
@@ -40,7 +40,7 @@ def test_same_digest_same_name_is_idempotent(catalog, add):
     assert first == again != other_name
     with catalog.transaction(readonly=True) as s:
         assert api.adapter_to_dict(api.resolve_ref(s, first))["tags"] == ["x", "y"]
-        assert s.query(Adapter).count() == 2
+        assert s.query(AdapterRow).count() == 2
 
 
 def test_job_publishes_at_most_one_adapter(catalog, add):
@@ -151,14 +151,14 @@ def test_base_model_rows_are_shared(catalog, add):
 
 
 def test_metrics_latest_wins(catalog, add):
-    from zoo.storage.models import EvalResult
+    from zoo.storage.tables import EvalRow
 
     aid = add("m")
     with catalog.transaction() as s:
         for value in (0.5, 0.7):
-            s.add(EvalResult(adapter_id=aid, dataset_fingerprint="fp1", dataset_name="sst2",
+            s.add(EvalRow(adapter_id=aid, dataset_fingerprint="fp1", dataset_name="sst2",
                              metric="accuracy", value=value, n_examples=10, elapsed_s=0.1))
-        s.add(EvalResult(adapter_id=aid, dataset_fingerprint="fp2", dataset_name="imdb",
+        s.add(EvalRow(adapter_id=aid, dataset_fingerprint="fp2", dataset_name="imdb",
                          metric="accuracy", value=0.9, n_examples=10, elapsed_s=0.1))
     with catalog.transaction(readonly=True) as s:
         d = api.adapter_to_dict(api.resolve_ref(s, aid))
@@ -186,11 +186,11 @@ def test_prefix_upper_bound_stays_in_the_id_alphabet():
 def test_base_model_without_digest_is_unique_per_name(catalog):
     import sqlalchemy as sa
 
-    from zoo.storage.models import BaseModel
+    from zoo.storage.tables import BaseModelRow
 
     with catalog.transaction() as s:
-        s.add(BaseModel(name="m", digest=None))
+        s.add(BaseModelRow(name="m", digest=None))
     with pytest.raises(sa.exc.IntegrityError), catalog.transaction() as s:
-        s.add(BaseModel(name="m", digest=None))
+        s.add(BaseModelRow(name="m", digest=None))
     with catalog.transaction() as s:
-        s.add(BaseModel(name="m", digest="d" * 64))  # a fingerprinted one is another row
+        s.add(BaseModelRow(name="m", digest="d" * 64))  # a fingerprinted one is another row

@@ -6,8 +6,8 @@ import pytest
 from catalog_fixtures import adapter_config, fake_digest
 
 from zoo.errors import AdapterFormatError, InvalidNameError, NotFoundError, ZooError
+from zoo.names import parse_tag, validate_name
 from zoo.storage import catalog as api
-from zoo.storage.refs import parse_tag, validate_name
 
 BAD_NAMES = [
     "../x", "..", "a/../b", "/etc/passwd", "a/b", "a\\b", "C:\\x", "", "x" * 10_000,

@@ -26,7 +26,7 @@ def test_autogenerate_finds_no_diff(catalog_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from zoo.storage.models import Base
+    from zoo.storage.tables import Base
 
     init_catalog(catalog_url)
     engine = sa.create_engine(catalog_url)

@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 from catalog_fixtures import adapter_config, fake_digest
 
-from zoo.storage.models import BaseModel, Job
 from zoo.storage.prepared import Prepared
+from zoo.storage.tables import BaseModelRow, JobRow
 
-JOBS = Job.__table__
+JOBS = JobRow.__table__
 
 
 def _job(catalog, job_id: str) -> None:
@@ -53,7 +53,7 @@ def test_insert_on_conflict_and_executemany(catalog):
     assert catalog.run_raw(lambda conn: base.rowcount(conn, rows[0])) == 0  # DO NOTHING
     catalog.run_raw(lambda conn: base.execute_many(conn, rows[1:]))
     with catalog.engine.connect() as conn:
-        names = conn.execute(sa.select(BaseModel.name).order_by(BaseModel.name)).scalars().all()
+        names = conn.execute(sa.select(BaseModelRow.name).order_by(BaseModelRow.name)).scalars().all()
     assert names == ["m0", "m1", "m2"]
 
 
@@ -65,9 +65,9 @@ def test_a_missing_value_is_refused_before_anything_runs(catalog):
 
 
 def test_an_insert_missing_a_defaulted_column_is_refused(catalog):
-    from zoo.storage.models import EvalResult
+    from zoo.storage.tables import EvalRow
 
-    insert = Prepared(EvalResult.__table__.insert())
+    insert = Prepared(EvalRow.__table__.insert())
     with pytest.raises(ValueError, match="created_at, elapsed_s, n_examples"):
         catalog.run_raw(lambda conn: insert.rowcount(conn, {"adapter_id": "a", "metric": "m"}))
 

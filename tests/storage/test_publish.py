@@ -54,13 +54,13 @@ def test_same_job_id_publishes_once(backend, tmp_path):
 def test_on_commit_runs_inside_the_transaction(sqlite_backend, tmp_path):
     from sqlalchemy import bindparam, select
 
-    from zoo.storage.models import Adapter
     from zoo.storage.prepared import Prepared
+    from zoo.storage.tables import AdapterRow
 
     path, digest = write_adapter(tmp_path / "a.safetensors", seed=5)
     seen = []
-    by_digest = Prepared(select(Adapter.__table__.c.id).where(
-        Adapter.__table__.c.digest == bindparam("digest")))
+    by_digest = Prepared(select(AdapterRow.__table__.c.id).where(
+        AdapterRow.__table__.c.digest == bindparam("digest")))
 
     def on_commit(connection, adapter_id):
         # the row is visible in this transaction before it commits

@@ -9,8 +9,8 @@ import pytest
 
 from zoo.errors import QuerySyntaxError
 from zoo.storage import catalog as api
-from zoo.storage.models import EvalResult
 from zoo.storage.query import compile_query, tokenize
+from zoo.storage.tables import EvalRow
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def zoo(catalog, add):
     with catalog.transaction() as s:
         for key, dataset, metric, value in rows:
             s.add(
-                EvalResult(
+                EvalRow(
                     adapter_id=ids[key],
                     dataset_fingerprint=f"fp-{dataset}",
                     dataset_name=dataset,

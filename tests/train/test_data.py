@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from train_helpers import make_tokenizer, write_jsonl
 
-from zoo.data import (
+from zoo.datasets import (
     IGNORE_INDEX,
     collate,
     encode_causal_lm,
@@ -91,7 +91,7 @@ def test_missing_file_and_csv_errors(tmp_path):
 
 def test_causal_lm_labels_mask_prompt_and_padding():
     tok = make_tokenizer("llama")
-    from zoo.data import LMData
+    from zoo.datasets import LMData
 
     data = LMData(["the k1 ->", "the very long k2 ->"], ["v1", "v2 v3"], "fp")
     enc = encode_causal_lm(data, tok, max_length=64)
@@ -110,7 +110,7 @@ def test_causal_lm_labels_mask_prompt_and_padding():
 
 def test_truncation_keeps_the_completion():
     tok = make_tokenizer("llama")
-    from zoo.data import LMData
+    from zoo.datasets import LMData
 
     enc = encode_causal_lm(LMData(["the " * 20 + "k1 ->"], ["v1"], "fp"), tok, max_length=6)
     assert len(enc.input_ids[0]) == 6
@@ -139,9 +139,9 @@ def test_shipped_sentiment_data_is_valid_and_regenerates_byte_for_byte():
     import json
     from pathlib import Path
 
-    import zoo.data
+    import zoo.datasets
 
-    data_dir = Path(zoo.data.__file__).parent / "data"
+    data_dir = Path(zoo.datasets.__file__).parent / "data"
     spec = importlib.util.spec_from_file_location("make_sentiment", data_dir / "make_sentiment.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from zoo.base_models import load_base, local_model_dir, offline
 from zoo.errors import ConfigError
-from zoo.models import load_base, local_model_dir, offline
 
 
 def test_load_causal_lm_from_directory(llama_dir):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import zoo
+from zoo.base_models import load_base
 from zoo.digest import base_model_digest
 from zoo.errors import ConfigError, TrainingStopped
 from zoo.evaluate import evaluate_adapter
-from zoo.models import load_base
 from zoo.train import TrainOptions, train_adapter
 
 LLAMA_CFG = zoo.PRoLoRAConfig(r=4, unshared_r=1, share_a=2, share_b=2, alpha=8, dropout=0.1,

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
-from zoo.workers import jobs, staging, tasks
+from zoo.storage import jobs, staging
+from zoo.workers import tasks
 from zoo.workers.artifacts import gc_job_artifacts, referenced_artifacts
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
-from zoo.workers import jobs, staging, tasks
+from zoo.storage import jobs, staging
+from zoo.workers import tasks
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import pytest
 
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
-from zoo.workers import control, jobs, staging
+from zoo.storage import jobs, staging
+from zoo.workers import control
 from zoo.workers.submit import run_jobs
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -51,11 +52,11 @@ def running_with_checkpoint(catalog, job_id):
 def adapters_of(catalog, job_id) -> int:
     import sqlalchemy as sa
 
-    from zoo.storage.models import Adapter
+    from zoo.storage.tables import AdapterRow
 
     with catalog.transaction(readonly=True) as session:
-        return session.execute(sa.select(sa.func.count()).select_from(Adapter)
-                               .where(Adapter.job_id == job_id)).scalar()
+        return session.execute(sa.select(sa.func.count()).select_from(AdapterRow)
+                               .where(AdapterRow.job_id == job_id)).scalar()
 
 
 def test_sigkill_mid_training_retries_and_resumes_from_checkpoint(tmp_path, tiny_model_dir,

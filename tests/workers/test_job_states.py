@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from tests.workers.conftest import write_tiny_job
 from zoo.errors import JobError, NotFoundError
 from zoo.jobspec import load_specs
-from zoo.workers import jobs
+from zoo.storage import jobs
 
 
 @pytest.fixture
@@ -68,11 +68,11 @@ def test_stale_running_jobs_are_reaped(catalog, specs):
     ids = jobs.create_jobs(catalog, specs)
     for job_id in ids[:2]:
         jobs.mark_running(catalog, job_id)
-    from zoo.storage.models import Job
+    from zoo.storage.tables import JobRow
 
     old = jobs.utcnow() - timedelta(hours=1)
     with catalog.transaction() as session:
-        session.execute(sa.update(Job).where(Job.id == ids[0]).values(heartbeat_at=old))
+        session.execute(sa.update(JobRow).where(JobRow.id == ids[0]).values(heartbeat_at=old))
     assert jobs.reap_stale(catalog, stale_after_s=60) == [ids[0]]
     states = {v.id: v.state for v in jobs.list_jobs(catalog)}
     assert states == {ids[0]: "FAILED", ids[1]: "RUNNING", ids[2]: "PENDING"}

@@ -9,7 +9,8 @@ import boto3
 
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
-from zoo.workers import jobs, staging, tasks
+from zoo.storage import jobs, staging
+from zoo.workers import tasks
 
 
 def _upload_dir(client, bucket: str, prefix: str, root) -> None:

@@ -54,7 +54,7 @@ def test_job_given_a_gpu_trains_on_cuda_in_bf16(tmp_path, tiny_model_dir, local_
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    from zoo.workers import jobs, staging
+    from zoo.storage import jobs, staging
     from zoo.workers.submit import run_jobs
 
     path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir, steps=2)

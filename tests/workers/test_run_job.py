@@ -6,7 +6,8 @@ import pytest
 
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
-from zoo.workers import jobs, staging, tasks
+from zoo.storage import jobs, staging
+from zoo.workers import tasks
 from zoo.workers.control import read_log
 
 
@@ -41,13 +42,13 @@ def test_run_job_publishes_once_and_records_everything(staged_job, local_zoo, ca
     import sqlalchemy as sa
 
     from zoo.storage.catalog import resolve_ref
-    from zoo.storage.models import EvalResult
+    from zoo.storage.tables import EvalRow
 
     with catalog.transaction(readonly=True) as session:
         row = resolve_ref(session, "tiny@latest")
         assert row.id == view.adapter_id and row.job_id == staged_job
-        evals = session.scalars(sa.select(EvalResult).where(
-            EvalResult.adapter_id == row.id)).all()
+        evals = session.scalars(sa.select(EvalRow).where(
+            EvalRow.adapter_id == row.id)).all()
         assert "loss" in {e.metric for e in evals}
         assert {(e.dataset_name, e.n_examples) for e in evals} == {("eval.jsonl", 4)}
     # a second run of the same job (a late retry) changes nothing

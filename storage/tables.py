@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from zoo.storage.refs import ID_ALPHABET
+from zoo.names import ID_ALPHABET
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -90,7 +90,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-class BaseModel(Base):
+class BaseModelRow(Base):
     """A base model an adapter applies to, as the user named it plus its fingerprint."""
 
     __tablename__ = "base_models"
@@ -106,11 +106,11 @@ class BaseModel(Base):
 # NULLs are distinct in a unique constraint: this expression index also makes a digest-less
 # base model unique per name (no dialect-specific options such as postgresql_where: those
 # would load the PostgreSQL dialect on every SQLite-only CLI start).
-Index("uq_base_models_name_nodigest", BaseModel.name,
-      func.coalesce(BaseModel.digest, literal_column("''")), unique=True)
+Index("uq_base_models_name_nodigest", BaseModelRow.name,
+      func.coalesce(BaseModelRow.digest, literal_column("''")), unique=True)
 
 
-class Adapter(Base):
+class AdapterRow(Base):
     """One published adapter file (its blob is ``sha256/<digest>`` in the object store)."""
 
     __tablename__ = "adapters"
@@ -149,7 +149,7 @@ class Adapter(Base):
     job_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     dataset_fingerprint: Mapped[str | None] = mapped_column(String(128), index=True)
 
-    base_model: Mapped[BaseModel] = relationship(lazy="raise")
+    base_model: Mapped[BaseModelRow] = relationship(lazy="raise")
     tags: Mapped[list[TagRow]] = relationship(
         lazy="raise", cascade="all, delete-orphan", back_populates="adapter",
         order_by="(TagRow.key, TagRow.value)",
@@ -158,8 +158,8 @@ class Adapter(Base):
         lazy="raise", cascade="all, delete-orphan", back_populates="adapter",
         order_by="(AliasRow.name, AliasRow.alias)",
     )
-    eval_results: Mapped[list[EvalResult]] = relationship(
-        lazy="raise", back_populates="adapter", order_by="EvalResult.id"
+    eval_results: Mapped[list[EvalRow]] = relationship(
+        lazy="raise", back_populates="adapter", order_by="EvalRow.id"
     )
 
 
@@ -177,7 +177,7 @@ class TagRow(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(String(256), primary_key=True, default="")
 
-    adapter: Mapped[Adapter] = relationship(lazy="raise", back_populates="tags")
+    adapter: Mapped[AdapterRow] = relationship(lazy="raise", back_populates="tags")
 
 
 class AliasRow(Base):
@@ -191,10 +191,10 @@ class AliasRow(Base):
     adapter_id: Mapped[str] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    adapter: Mapped[Adapter] = relationship(lazy="raise", back_populates="aliases")
+    adapter: Mapped[AdapterRow] = relationship(lazy="raise", back_populates="aliases")
 
 
-class Job(Base):
+class JobRow(Base):
     """A training job; state transitions are written by ``zoo.workers``."""
 
     __tablename__ = "jobs"
@@ -221,10 +221,10 @@ class Job(Base):
     checkpoint_uri: Mapped[str | None] = mapped_column(String(1024))
     adapter_id: Mapped[str | None] = mapped_column(ForeignKey("adapters.id"))
 
-    adapter: Mapped[Adapter | None] = relationship(lazy="raise")
+    adapter: Mapped[AdapterRow | None] = relationship(lazy="raise")
 
 
-class EvalResult(Base):
+class EvalRow(Base):
     """One metric of one adapter on one dataset; the latest row (highest id) wins."""
 
     __tablename__ = "eval_results"
@@ -248,7 +248,6 @@ class EvalResult(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    adapter: Mapped[Adapter] = relationship(lazy="raise", back_populates="eval_results")
+    adapter: Mapped[AdapterRow] = relationship(lazy="raise", back_populates="eval_results")
 
 
-AdapterRow = Adapter  # the name other modules use in signatures

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.data import check_task
+from zoo.datasets import check_task
 from zoo.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}

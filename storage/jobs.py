@@ -1,4 +1,4 @@
-"""Job state in the catalog: one guarded UPDATE per transition, never past a terminal state.
+"""JobRow state in the catalog: one guarded UPDATE per transition, never past a terminal state.
 
     PENDING ──► RUNNING ──► SUCCEEDED        (only inside the publish transaction)
        │           │ ▲  └──► FAILED           (error text = the reason)
@@ -26,8 +26,8 @@ import sqlalchemy as sa
 
 from zoo.errors import JobError, NotFoundError
 from zoo.jobspec import JobSpec
-from zoo.storage.models import Job, new_id
 from zoo.storage.prepared import Prepared
+from zoo.storage.tables import JobRow, new_id
 
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
@@ -65,7 +65,7 @@ class JobView:
     spec: dict[str, Any]
 
     @classmethod
-    def of(cls, row: Job) -> JobView:
+    def of(cls, row: JobRow) -> JobView:
         import json
 
         return cls(
@@ -101,12 +101,12 @@ def _one_line(text: str) -> str:
 def _update(catalog: Any, job_id: str, sources: Sequence[str], values: dict[str, Any],
             *, extra: Any = None) -> bool:
     """Guarded UPDATE; True when this call moved the row."""
-    cond = sa.and_(Job.id == job_id, Job.state.in_(tuple(sources)))
+    cond = sa.and_(JobRow.id == job_id, JobRow.state.in_(tuple(sources)))
     if extra is not None:
         cond = sa.and_(cond, extra)
 
     def run(session: Any) -> bool:
-        result = session.execute(sa.update(Job).where(cond).values(**values))
+        result = session.execute(sa.update(JobRow).where(cond).values(**values))
         return result.rowcount == 1
 
     return bool(catalog.run(run))
@@ -124,7 +124,7 @@ def create_jobs(catalog: Any, specs: Sequence[JobSpec], *, sweep_id: str | None 
     ids = [new_id() for _ in specs]
 
     def run(session: Any) -> None:
-        session.execute(sa.insert(Job), [
+        session.execute(sa.insert(JobRow), [
             {"id": job_id, "sweep_id": sweep_id, "name": spec.display_name[:200],
              "spec": spec.to_json(), "state": PENDING, "attempt": 0,
              "max_retries": spec.retries, "submitted_at": utcnow()}
@@ -138,9 +138,9 @@ def create_jobs(catalog: Any, specs: Sequence[JobSpec], *, sweep_id: str | None 
 def get_job(catalog: Any, job_id: str) -> JobView:
     """One job by id or unique id prefix (NotFoundError otherwise)."""
     def run(session: Any) -> JobView:
-        row = session.get(Job, job_id)
+        row = session.get(JobRow, job_id)
         if row is None and 4 <= len(job_id) < 26:
-            rows = session.scalars(sa.select(Job).where(Job.id.startswith(job_id)).limit(2)).all()
+            rows = session.scalars(sa.select(JobRow).where(JobRow.id.startswith(job_id)).limit(2)).all()
             if len(rows) == 1:
                 row = rows[0]
             elif len(rows) > 1:
@@ -157,13 +157,13 @@ def get_job(catalog: Any, job_id: str) -> JobView:
 def list_jobs(catalog: Any, *, state: str | None = None, sweep_id: str | None = None,
               ids: Iterable[str] | None = None, limit: int | None = None) -> list[JobView]:
     """Jobs, newest first, optionally by state / sweep / ids."""
-    query = sa.select(Job).order_by(Job.id.desc())
+    query = sa.select(JobRow).order_by(JobRow.id.desc())
     if state:
-        query = query.where(Job.state == state.upper())
+        query = query.where(JobRow.state == state.upper())
     if sweep_id:
-        query = query.where(Job.sweep_id == sweep_id)
+        query = query.where(JobRow.sweep_id == sweep_id)
     if ids is not None:
-        query = query.where(Job.id.in_(list(ids)))
+        query = query.where(JobRow.id.in_(list(ids)))
     if limit:
         query = query.limit(limit)
     return catalog.run(lambda s: [JobView.of(r) for r in s.scalars(query)], readonly=True)
@@ -174,7 +174,7 @@ def set_ray_refs(catalog: Any, refs: dict[str, str]) -> None:
     if not refs:
         return
 
-    table = Job.__table__
+    table = JobRow.__table__
     stmt = (sa.update(table)  # one executemany: the write lock is held for one round trip
             .where(table.c.id == sa.bindparam("jid"),
                    sa.or_(*(table.c.state == state for state in ACTIVE)))
@@ -194,7 +194,7 @@ def set_ray_ref(catalog: Any, job_id: str, ref: str) -> None:
 # ---------------------------------------------------------------- transitions ---------------
 
 
-_JOBS = Job.__table__
+_JOBS = JobRow.__table__
 _NOW = sa.bindparam("now", type_=_JOBS.c.heartbeat_at.type)
 # Transition statements are built once and run as Prepared: the hot path of every job.
 _ACTIVE_STATE = sa.or_(*(_JOBS.c.state == state for state in ACTIVE))  # no expanding IN
@@ -250,7 +250,7 @@ def heartbeat(catalog: Any, job_id: str, attempt: int, *, log_uri: str | None = 
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if log_uri is not None:
         values["log_uri"] = log_uri
-    if _update(catalog, job_id, (RUNNING,), values, extra=Job.attempt == attempt):
+    if _update(catalog, job_id, (RUNNING,), values, extra=JobRow.attempt == attempt):
         return RUNNING
     return get_job(catalog, job_id).state
 
@@ -261,12 +261,12 @@ def set_checkpoint(catalog: Any, job_id: str, attempt: int, uri: str, *,
     values: dict[str, Any] = {"checkpoint_uri": uri, "heartbeat_at": utcnow()}
     if log_uri:
         values["log_uri"] = log_uri
-    return _update(catalog, job_id, (RUNNING,), values, extra=Job.attempt == attempt)
+    return _update(catalog, job_id, (RUNNING,), values, extra=JobRow.attempt == attempt)
 
 
 def log_text(catalog: Any, job_id: str) -> str | None:
     """The final log kept in the job's row, or None (then ``log_uri`` names a blob)."""
-    return catalog.run(lambda s: s.execute(sa.select(Job.log_text).where(Job.id == job_id))
+    return catalog.run(lambda s: s.execute(sa.select(JobRow.log_text).where(JobRow.id == job_id))
                        .scalar(), readonly=True)
 
 
@@ -295,7 +295,7 @@ def succeed_in_transaction(connection: Any, job_id: str, attempt: int, adapter_i
 
 def mark_failed(catalog: Any, job_id: str, reason: str, *, attempt: int | None = None) -> bool:
     """FAILED with the reason, unless the job already reached a terminal state."""
-    extra = Job.attempt == attempt if attempt is not None else None
+    extra = JobRow.attempt == attempt if attempt is not None else None
     return _update(catalog, job_id, ACTIVE,
                    {"state": FAILED, "error": _one_line(reason), "finished_at": utcnow()},
                    extra=extra)
@@ -315,14 +315,14 @@ def reap_stale(catalog: Any, *, stale_after_s: float = STALE_AFTER_S) -> list[st
     """
     cutoff = utcnow() - timedelta(seconds=stale_after_s)
     stale = catalog.run(lambda s: list(s.scalars(
-        sa.select(Job.id).where(Job.state == RUNNING, Job.heartbeat_at < cutoff))),
+        sa.select(JobRow.id).where(JobRow.state == RUNNING, JobRow.heartbeat_at < cutoff))),
         readonly=True)
     reaped = []
     for job_id in stale:
         reason = f"worker lost: no heartbeat for more than {stale_after_s:.0f} s"
         if _update(catalog, job_id, (RUNNING,),
                    {"state": FAILED, "error": reason, "finished_at": utcnow()},
-                   extra=Job.heartbeat_at < cutoff):
+                   extra=JobRow.heartbeat_at < cutoff):
             reaped.append(job_id)
     return reaped
 
