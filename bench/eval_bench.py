@@ -80,28 +80,14 @@ def write_data(path: Path, n: int, seq: int) -> None:
 
 def random_adapter(model, rng: random.Random, seed: int):
     """A random-weight adapter with a varied config, built directly from its tensor shapes."""
-    from zoo.adapter import Adapter
-    from zoo.adapter_meta import expected_shapes
     from zoo.config import PRoLoRAConfig
+    from zoo.testing import random_adapter as build
 
     r = rng.choice([4, 8, 16])
     cfg = PRoLoRAConfig(r=r, unshared_r=rng.randint(0, r), share_a=rng.choice([1, 2, 4]),
                         share_b=rng.choice([1, 2, 4]), alpha=16.0,
                         target_modules=rng.choice(TARGET_SETS))
-    modules = {}
-    for name, mod in model.named_modules():
-        if name and cfg.matches(name) and isinstance(mod, torch.nn.Linear):
-            modules[name] = {"in_features": mod.in_features, "out_features": mod.out_features,
-                             "kind": "linear"}
-    config = dict(base_model="bench-llama", base_model_digest=None, task="causal-lm", r=cfg.r,
-                  unshared_r=cfg.unshared_r, share_a=cfg.share_a, share_b=cfg.share_b,
-                  stride_a=cfg.resolved_stride_a(), stride_b=cfg.resolved_stride_b(),
-                  rotation=True, init="rectified", alpha=cfg.alpha, dropout=0.0,
-                  dtype="float32", modules=modules, modules_to_save=[])
-    g = torch.Generator().manual_seed(seed)
-    tensors = {k: torch.randn(shape, generator=g) * 0.1
-               for k, shape in expected_shapes(config).items()}
-    return Adapter(config, tensors)
+    return build(model, cfg, base_model="bench-llama", seed=seed, scale=0.1)
 
 
 def timed(fn):

@@ -31,7 +31,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from zoo.adapter_meta import FORMAT, FORMAT_VERSION, canonical_config_json, expected_shapes
+from zoo.adapter_config import AdapterConfig
+from zoo.adapter_meta import file_metadata
 from zoo.safetensors_io import RawTensor, encode
 
 
@@ -45,15 +46,14 @@ def adapter_bytes(seed: int, size: int) -> bytes:
               "r": r, "unshared_r": u, "share_a": 2, "share_b": 2, "stride_a": 1, "stride_b": 1,
               "rotation": True, "init": "rectified", "alpha": 16, "dropout": 0.0,
               "dtype": "float32", "modules": modules, "modules_to_save": [], "seed": seed}
+    config = AdapterConfig.from_dict(config)
     tensors = {}
-    for name, shape in expected_shapes(config).items():
+    for name, shape in config.expected_shapes().items():
         n = 1
         for d in shape:
             n *= d
         tensors[name] = RawTensor("F32", shape, os.urandom(4 * n))
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "config": canonical_config_json(config)}
-    return encode(tensors, meta)
+    return encode(tensors, file_metadata(config))
 
 
 def free_port() -> int:

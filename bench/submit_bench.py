@@ -7,7 +7,7 @@ zoo side is the library path `zoo submit` uses in embedded mode: spec validation
 content-addressed staging of inputs, job rows, the train task (state transitions, heartbeat,
 job log), and publishing every adapter (blob + catalog row + SUCCEEDED and the final log in one
 transaction). The bare side is `ray.remote` around `train_adapter` with the same options
-(``zoo.workers.tasks.train_options``); it serialises the adapter and returns its size.
+(the spec's ``train`` section, a ``TrainOptions``); it serialises the adapter and returns its size.
 
     python bench/submit_bench.py [--jobs 200] [--steps 3] [--cpus 2] [--rounds 1] [--repeat 9]
 
@@ -80,14 +80,12 @@ def bare_job(model_dir: str, train_path: str, prolora: Any, options: Any) -> int
 def run_bare(specs: list[Any], model_dir: Path, train_path: Path) -> float:
     import ray
 
-    from zoo.workers.tasks import train_options
-
     task = ray.remote(max_calls=0)(bare_job)
     start = time.perf_counter()
     refs = []
     for spec in specs:
         refs.append(task.options(num_cpus=spec.resources.cpus).remote(
-            str(model_dir), str(train_path), spec.prolora, train_options(spec)))
+            str(model_dir), str(train_path), spec.prolora, spec.train))
     pending = refs
     while pending:
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=5)
@@ -123,7 +121,7 @@ def run_paired(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: i
     from zoo.storage import jobs as job_rows
     from zoo.storage.db import open_catalog
     from zoo.storage.staging import stage_inputs
-    from zoo.workers.tasks import run_job, train_options
+    from zoo.workers.train_task import run_job
 
     torch.set_num_threads(1)
     spec_path = write_spec(root, model_dir, jobs + 1, steps, first_seed=first_seed)
@@ -138,7 +136,7 @@ def run_paired(root: Path, model_dir: Path, jobs: int, steps: int, first_seed: i
         if state != "SUCCEEDED":
             raise SystemExit(f"paired zoo job {job_id} ended {state}")
         start = time.perf_counter()
-        bare_job(str(model_dir), str(root / "train.jsonl"), spec.prolora, train_options(spec))
+        bare_job(str(model_dir), str(root / "train.jsonl"), spec.prolora, spec.train)
         if i:  # the first pair warms both paths up
             zoo_s, bare_s = zoo_s + zoo_time, bare_s + time.perf_counter() - start
     return bare_s / jobs, zoo_s / jobs

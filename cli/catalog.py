@@ -35,40 +35,32 @@ def open_catalog_from(catalog_url: str | None):  # noqa: ANN201 - a zoo.storage.
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+    from zoo.cli.output import echo_json
+
+    echo_json(value)
 
 
-def _short(n: int) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= div:
-            return f"{n / div:.1f}{unit}"
-    return str(n)
+def adapter_columns() -> list[Any]:
+    """The columns of an adapter table, most important first (lower priority = kept longer)."""
+    from zoo.cli.output import Column, short_number
 
+    def metrics(d: dict[str, Any]) -> str:
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in d["metrics"].items())
 
-def _table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for col in ("ID", "NAME", "BASE", "TASK", "R/U", "SHARE", "PARAMS", "TAGS", "ALIASES",
-                "METRICS", "CREATED"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("ID", "CREATED", "R/U"))
-    for d in rows:
-        table.add_row(*_cells(d))
-    console = Console(soft_wrap=False)
-    if not console.is_terminal:  # piped: don't squeeze into 80 columns
-        console = Console(soft_wrap=False, width=240)
-    console.print(table)
-    if not rows:
-        click.echo("no adapters match", err=True)
-
-
-def _cells(d: dict[str, Any]) -> list[str]:
-    metrics = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in d["metrics"].items())
-    return [d["id"], d["name"], d["base_model"], d["task"], f"{d['r']}/{d['unshared_r']}",
-            f"{d['share_a']}x{d['share_b']}", _short(d["params"]), " ".join(d["tags"]),
-            " ".join(d["aliases"]), metrics, d["created_at"][:19].replace("T", " ")]
+    return [
+        Column("ID", lambda d: d["id"], cut=False),
+        Column("NAME", lambda d: d["name"], min_width=10),
+        Column("BASE", lambda d: d["base_model"], priority=4, min_width=8),
+        Column("TASK", lambda d: d["task"], priority=5, cut=False),
+        Column("R/U", lambda d: f"{d['r']}/{d['unshared_r']}", priority=3, cut=False),
+        Column("SHARE", lambda d: f"{d['share_a']}x{d['share_b']}", priority=6, cut=False),
+        Column("PARAMS", lambda d: short_number(d["params"]), priority=3, cut=False, align=">"),
+        Column("TAGS", lambda d: " ".join(d["tags"]), priority=2, min_width=8),
+        Column("ALIASES", lambda d: " ".join(d["aliases"]), priority=2, min_width=8),
+        Column("METRICS", metrics, priority=1, min_width=10),
+        Column("CREATED", lambda d: d["created_at"][:16].replace("T", " "), priority=7, cut=False),
+    ]
 
 
 def register(group: click.Group) -> None:
@@ -79,22 +71,38 @@ def register(group: click.Group) -> None:
 
 @click.command()
 @catalog_option
+@click.option("--store", "store_url", metavar="URL", default=None,
+              help="Object store: a directory, file:// or s3://bucket/prefix.")
+@click.option("--rebind", is_flag=True,
+              help="Bind a store that another catalog owns to this one (after a restore).")
 @json_option
-def init(catalog_url: str | None, as_json: bool) -> None:
-    """Create the catalog, or upgrade its schema to this version of the zoo."""
-    from zoo.settings import resolve_settings
-    from zoo.storage.db import init_catalog
+def init(catalog_url: str | None, store_url: str | None, rebind: bool, as_json: bool) -> None:
+    """Create the catalog or upgrade its schema, and bind the store to it.
 
-    settings = resolve_settings(catalog_url=catalog_url)
+    Binding records the catalog's id in the store (and the store in the catalog): gc and fsck
+    refuse a store that belongs to another catalog.
+    """
+    from zoo.settings import resolve_settings
+    from zoo.storage.binding import bind
+    from zoo.storage.blobstore import open_store
+    from zoo.storage.db import init_catalog, open_catalog
+
+    settings = resolve_settings(catalog_url=catalog_url, store_url=store_url)
     before, after = init_catalog(settings.catalog_url)
+    with open_catalog(settings.catalog_url) as catalog:
+        binding = bind(catalog, open_store(settings.store_url), rebind=rebind)
     url = settings.redacted()["catalog_url"]
     if as_json:
-        _echo_json({"catalog_url": url, "revision_before": before, "revision": after})
-    elif before == after:
+        _echo_json({"catalog_url": url, "revision_before": before, "revision": after,
+                    "catalog_id": binding.catalog_id, "store_url": binding.store_url,
+                    "store_id": binding.store_id})
+        return
+    if before == after:
         click.echo(f"catalog {url} is up to date (schema revision {after})")
     else:
         verb = "created" if before is None else f"upgraded from {before}"
         click.echo(f"catalog {url} {verb} (schema revision {after})")
+    click.echo(f"store {binding.store_url} is bound to catalog {binding.catalog_id}")
 
 
 @click.command()
@@ -129,6 +137,7 @@ def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, catalog_ur
     Fields: name base task r unshared_r share_a share_b params size created ... with
     = != < <= > >= ~ ; tag:KEY[=VALUE]; metrics.METRIC / metrics.DATASET.METRIC.
     """
+    from zoo.cli.output import print_table, safe
     from zoo.storage.catalog import adapter_to_dict, iter_adapters, list_adapters
 
     text = " ".join(query)
@@ -139,13 +148,16 @@ def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, catalog_ur
                 for row in iter_adapters(session, text, sort):
                     d = adapter_to_dict(row, config=False)
                     click.echo(json.dumps(d, ensure_ascii=False, default=str) if as_json
-                               else "  ".join(_cells(d)))
+                               else "  ".join(safe(c.cell(d)) for c in adapter_columns()))
             return
         rows = catalog.run(lambda s: [adapter_to_dict(r, config=False) for r in
                                       list_adapters(s, text, sort, limit)], readonly=True)
     finally:
         catalog.close()
-    _echo_json(rows) if as_json else _table(rows)
+    if as_json:
+        _echo_json(rows)
+    else:
+        print_table(adapter_columns(), rows, empty="no adapters match")
 
 
 @click.command()
@@ -164,22 +176,26 @@ def show(ref: str, catalog_url: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json(d)
         return
+    from zoo.cli.output import safe
+
     for key in ("id", "name", "digest", "size", "params", "task", "r", "unshared_r", "share_a",
                 "share_b", "stride_a", "stride_b", "rotation", "init", "alpha", "dtype",
                 "created_at"):
-        click.echo(f"{key:20} {d[key]}")
-    click.echo(f"{'tags':20} {' '.join(d['tags']) or '-'}")
-    click.echo(f"{'aliases':20} {' '.join(d['aliases']) or '-'}")
+        click.echo(f"{key:20} {safe(d[key])}")
+    click.echo(f"{'tags':20} {safe(' '.join(d['tags'])) or '-'}")
+    click.echo(f"{'aliases':20} {safe(' '.join(d['aliases'])) or '-'}")
     click.echo("lineage:")
-    click.echo(f"  {'base_model':18} {d['base_model']} (digest {d['base_model_digest'] or '-'})")
+    click.echo(f"  {'base_model':18} {safe(d['base_model'])} "
+               f"(digest {d['base_model_digest'] or '-'})")
     click.echo(f"  {'job':18} {d['job_id'] or '-'}")
     click.echo(f"  {'dataset':18} {d['dataset_fingerprint'] or '-'}")
     click.echo("metrics:" + ("" if d["metrics_by_dataset"] else " -"))
     for dataset, values in d["metrics_by_dataset"].items():
         for metric, value in values.items():
-            click.echo(f"  {dataset}.{metric} = {value}")
+            click.echo(f"  {safe(dataset)}.{safe(metric)} = {value}")
     click.echo("config:")
-    click.echo(json.dumps(d["config"], indent=2, sort_keys=True))
+    for line in json.dumps(d["config"], indent=2, sort_keys=True).splitlines():
+        click.echo(safe(line))  # JSON escapes control characters; safe() catches the rest
 
 
 def _tag_command(name: str, doc: str, fn_name: str) -> click.Command:
@@ -200,7 +216,9 @@ def _tag_command(name: str, doc: str, fn_name: str) -> click.Command:
         if as_json:
             _echo_json({"id": d["id"], "tags": d["tags"]})
         else:
-            click.echo(f"{d['id']} {d['name']}: {' '.join(d['tags']) or '(no tags)'}")
+            from zoo.cli.output import safe
+
+            click.echo(f"{d['id']} {safe(d['name'])}: {safe(' '.join(d['tags'])) or '(no tags)'}")
 
     return command
 
@@ -270,7 +288,9 @@ def alias_ls(name: str | None, catalog_url: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json(rows)
         return
-    for row in rows:
-        click.echo(f"{row['ref']:40} {row['adapter_id']}  {row['updated_at'][:19]}")
-    if not rows:
-        click.echo("no aliases", err=True)
+    from zoo.cli.output import Column, print_table
+
+    print_table([Column("ALIAS", lambda r: r["ref"], min_width=12),
+                 Column("ADAPTER", lambda r: r["adapter_id"], cut=False),
+                 Column("UPDATED", lambda r: r["updated_at"][:16].replace("T", " "), priority=1,
+                        cut=False)], rows, empty="no aliases")

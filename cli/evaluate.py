@@ -88,12 +88,18 @@ def eval_command(query: str, dataset: str, metrics: str | None, batch_size: int,
             shutdown_if_started()
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
-        return
-    click.echo(f"evaluated {summary.evaluated} adapter(s) on {summary.dataset} "
-               f"(sha256 {summary.fingerprint[:12]}) in {summary.elapsed_s:.1f} s; "
-               f"{summary.skipped} already had results, {summary.errors} error(s)")
-    for adapter_id, message in list(summary.error_messages.items())[:20]:
-        click.echo(f"  error {adapter_id}: {message}")
+    else:
+        from zoo.cli.output import safe
+
+        for adapter_id, message in list(summary.error_messages.items())[:20]:
+            click.echo(f"  error {adapter_id}: {safe(message)}")
+        click.echo(f"evaluated {summary.evaluated} adapter(s) on {safe(summary.dataset)} "
+                   f"(sha256 {summary.fingerprint[:12]}) in {summary.elapsed_s:.1f} s; "
+                   f"{summary.skipped} already had results, {summary.errors} error(s)")
+    if summary.errors and not summary.evaluated and not summary.skipped:
+        from zoo.errors import JobError
+
+        raise JobError(f"no adapter could be evaluated ({summary.errors} error(s))")
 
 
 @click.command("leaderboard")
@@ -108,7 +114,7 @@ def eval_command(query: str, dataset: str, metrics: str | None, batch_size: int,
 def leaderboard(dataset: str, metric: str, query: str | None, top: int, as_json: bool,
                 plot_path: str | None, catalog_url: str | None, store_url: str | None) -> None:
     """Adapters ranked by their latest METRIC on a dataset."""
-    from zoo.workers.eval_pool import leaderboard as rank
+    from zoo.storage.evals import leaderboard as rank
 
     with opened(catalog_url, store_url) as (catalog, _store):
         rows = rank(catalog, dataset=dataset, metric=metric, query=query,
@@ -144,7 +150,7 @@ def plot_leaderboard(rows: list[dict[str, Any]], metric: str, path: str) -> None
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is in the plot extra
         raise click.ClickException("--plot needs matplotlib: pip install 'adapter-zoo[plot]'") from None
-    from zoo.safetensors_io import write_atomic
+    from zoo.files import write_atomic
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups: dict[str, list[dict[str, Any]]] = {}

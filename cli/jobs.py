@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from zoo.job_state import JobState
+
 
 def _settings(address: str | None = None) -> Any:
     from zoo.settings import resolve_settings
@@ -27,7 +29,9 @@ def _catalog(settings: Any) -> Any:
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+    from zoo.cli.output import echo_json
+
+    echo_json(value)
 
 
 def _fail_unless_all_succeeded(states: dict[str, str]) -> None:
@@ -97,16 +101,27 @@ def jobs() -> None:
     """List, inspect, follow, cancel and wait for training jobs."""
 
 
-def _job_cells(v: Any) -> list[str]:
-    when = (v.submitted_at.isoformat()[:19].replace("T", " ") if v.submitted_at else "")
-    err = (v.error or "")[:80]
-    return [v.id, v.name, v.state, f"{v.attempt}/{v.max_retries + 1}", v.node or "",
-            v.adapter_id or "", when, err]
+def job_columns() -> list[Any]:
+    """The columns of a job table, most important first (lower priority = kept longer)."""
+    from zoo.cli.output import Column
+
+    def when(v: Any) -> str:
+        return v.submitted_at.isoformat()[:16].replace("T", " ") if v.submitted_at else ""
+
+    return [
+        Column("ID", lambda v: v.id, cut=False),
+        Column("NAME", lambda v: v.name, min_width=10),
+        Column("STATE", lambda v: v.state, cut=False),
+        Column("ATTEMPT", lambda v: f"{v.attempt}/{v.max_retries + 1}", priority=4, cut=False),
+        Column("NODE", lambda v: v.node or "", priority=5, min_width=8),
+        Column("ADAPTER", lambda v: v.adapter_id or "", priority=2, cut=False),
+        Column("SUBMITTED", when, priority=3, cut=False),
+        Column("ERROR", lambda v: v.error or "", priority=1, min_width=10),
+    ]
 
 
 @jobs.command("ls")
-@click.option("--state", type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED",
-                                            "CANCELLED"], case_sensitive=False))
+@click.option("--state", type=click.Choice([s.value for s in JobState], case_sensitive=False))
 @click.option("--sweep", "sweep_id", metavar="ID", help="Only jobs of one submission.")
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -120,20 +135,9 @@ def ls(state: str | None, sweep_id: str | None, limit: int, as_json: bool) -> No
     if as_json:
         _echo_json([v.to_json() for v in views])
         return
-    from rich.console import Console
-    from rich.table import Table
+    from zoo.cli.output import print_table
 
-    table = Table(box=None, header_style="bold")
-    for col in ("ID", "NAME", "STATE", "ATTEMPT", "NODE", "ADAPTER", "SUBMITTED", "ERROR"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("ID", "STATE", "SUBMITTED"))
-    for v in views:
-        table.add_row(*_job_cells(v))
-    console = Console(soft_wrap=False)
-    if not console.is_terminal:
-        console = Console(soft_wrap=False, width=240)
-    console.print(table)
-    if not views:
-        click.echo("no jobs", err=True)
+    print_table(job_columns(), views, empty="no jobs")
 
 
 @jobs.command()
@@ -149,10 +153,12 @@ def show(job_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json(data)
         return
+    from zoo.cli.output import safe
+
     spec = data.pop("spec")
     for key, value in data.items():
         if value is not None:
-            click.echo(f"{key:15} {value}")
+            click.echo(f"{key:15} {safe(value)}")
     click.echo("spec:")
     click.echo(json.dumps(spec, indent=2, default=str))
 

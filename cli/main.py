@@ -16,7 +16,8 @@ import click
 from zoo import __version__
 
 # Each module defines ``register(group: click.Group) -> None``.
-COMMAND_MODULES = ("zoo.cli.catalog", "zoo.cli.transfer", "zoo.cli.jobs", "zoo.cli.evaluate")
+COMMAND_MODULES = ("zoo.cli.catalog", "zoo.cli.transfer", "zoo.cli.jobs", "zoo.cli.evaluate",
+                   "zoo.cli.bases")
 
 
 class ZooGroup(click.Group):

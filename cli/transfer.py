@@ -53,15 +53,18 @@ def _emit(data: Any) -> None:
 @click.option("--tag", "tags", multiple=True, metavar="T", help="label or key=value; repeatable.")
 @click.option("--alias", "aliases", multiple=True, metavar="NAME@ALIAS",
               help="Point NAME@ALIAS at the pushed adapter; repeatable.")
+@click.option("--base", "base", metavar="NAME", default=None,
+              help="The registered base model (`zoo base ls`) the adapter belongs to; default: "
+                   "the registered base with the digest the adapter records.")
 @json_option
 @store_options
-def push(path: str, name: str, tags: tuple[str, ...], aliases: tuple[str, ...], as_json: bool,
-         catalog_url: str | None, store_url: str | None) -> None:
+def push(path: str, name: str, tags: tuple[str, ...], aliases: tuple[str, ...],
+         base: str | None, as_json: bool, catalog_url: str | None, store_url: str | None) -> None:
     """Publish PATH (a zoo adapter file or a PEFT LoRA directory); prints the adapter id."""
     from zoo.storage.publish import publish
 
     with opened(catalog_url, store_url) as (catalog, store):
-        result = publish(catalog, store, path, name=name, tags=tags, aliases=aliases)
+        result = publish(catalog, store, path, name=name, tags=tags, aliases=aliases, base=base)
     if as_json:
         _emit({**result.adapter, "uploaded": result.uploaded})
     else:
@@ -148,34 +151,31 @@ def fsck(ctx: click.Context, verify: bool, workers: int, as_json: bool,
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.option("--grace", default="1h", show_default=True,
               help="Keep orphans younger than this (30s, 15m, 1h, 7d): publishes in flight.")
+@click.option("--force", is_flag=True,
+              help="Delete even when that is more than half of the store's blobs.")
 @json_option
 @store_options
-def gc(dry_run: bool, grace: str, as_json: bool, catalog_url: str | None,
+def gc(dry_run: bool, grace: str, force: bool, as_json: bool, catalog_url: str | None,
        store_url: str | None) -> None:
     """Remove orphan blobs older than --grace: adapter blobs no catalog row references, job
     artifacts (staged inputs, logs, checkpoints) no job row needs, and what killed writers left
-    (temp files, S3 multipart uploads never completed)."""
-    from zoo.storage.fsck import gc as run_gc
-    from zoo.workers.artifacts import gc_job_artifacts
+    (temp files, S3 multipart uploads never completed). Refused for a store that is not bound
+    to this catalog (`zoo init`)."""
+    from zoo.storage.gc import gc as run_gc
 
     with opened(catalog_url, store_url) as (catalog, store):
-        report = run_gc(catalog, store, grace=grace, dry_run=dry_run)
-        jobs_report = gc_job_artifacts(catalog, store.url, grace=grace, dry_run=dry_run)
+        report = run_gc(catalog, store, grace=grace, dry_run=dry_run, force=force)
     if as_json:
-        _emit({**report.to_dict(), "jobs": jobs_report.to_dict()})
+        _emit(report.to_dict())
         return
     verb = "would remove" if dry_run else "removed"
-    for blob in report.removed:
-        click.echo(f"{verb} sha256:{blob.digest} ({blob.size} bytes)")
-    click.echo(f"{verb} {len(report.removed)} orphan blob(s), {report.removed_bytes} bytes; "
-               f"kept {len(report.kept_young)} younger than {grace}")
-    for write in [*report.unfinished_removed, *jobs_report.unfinished_removed]:
-        click.echo(f"{verb} unfinished write {write.where}")
-    for blob in jobs_report.removed:
-        click.echo(f"{verb} job artifact sha256:{blob.digest} ({blob.size} bytes)")
-    click.echo(f"job artifacts: {verb} {len(jobs_report.removed)} orphan blob(s), "
-               f"{jobs_report.removed_bytes} bytes; kept {len(jobs_report.kept_young)} "
-               f"younger than {grace}")
+    for label, area in (("adapter blob", report.adapters), ("job artifact", report.jobs)):
+        for blob in area.removed:
+            click.echo(f"{verb} {label} sha256:{blob.digest} ({blob.size} bytes)")
+        for write in area.unfinished_removed:
+            click.echo(f"{verb} unfinished write {write.where}")
+        click.echo(f"{label}s: {verb} {len(area.removed)} orphan(s), {area.removed_bytes} "
+                   f"bytes; kept {len(area.kept_young)} younger than {grace}")
 
 
 def register(group: click.Group) -> None:

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
 import tempfile
 import threading
 import time
@@ -27,7 +26,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
-from zoo.errors import ConfigError, NotFoundError, StoreError
+from zoo.errors import ConfigError, IntegrityError, NotFoundError, StoreError
+from zoo.files import sha256_file
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 BLOB_DIR = "blobs/sha256"
@@ -55,17 +55,6 @@ def digest_from_key(key: str) -> str | None:
         return None
     digest = parts[-2] + parts[-1]
     return digest if DIGEST_RE.match(digest) and len(parts[-2]) == 2 else None
-
-
-def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """(sha256 hex, size) of a file, streamed."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 @dataclass(frozen=True)
@@ -145,6 +134,14 @@ class BlobStore(Protocol):
         """Delete a leftover from ``unfinished_writes`` (gone already is fine)."""
         ...
 
+    def read_meta(self, name: str) -> bytes | None:
+        """A small named object at the store's root, outside the blob space (None: absent)."""
+        ...
+
+    def write_meta(self, name: str, data: bytes) -> None:
+        """Write a small named object at the store's root (the store's binding marker)."""
+        ...
+
 
 class LocalBlobStore:
     """Blobs as files under a directory; writes land by temp file + fsync + ``os.replace``."""
@@ -168,8 +165,20 @@ class LocalBlobStore:
         return BlobInfo(digest, st.st_size, st.st_mtime)
 
     def put_file(self, digest: str, path: str | os.PathLike[str]) -> None:
-        with open(path, "rb") as src:
-            self._write(digest, lambda out: shutil.copyfileobj(src, out, CHUNK))
+        """Copy the file in, hashing as it goes: bytes that do not hash to ``digest`` (the file
+        changed since it was hashed) are refused, never stored under the wrong name."""
+
+        def fill(out: BinaryIO) -> None:
+            h = hashlib.sha256()
+            with open(path, "rb") as src:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+            if h.hexdigest() != digest:
+                raise IntegrityError(f"{path} changed while it was being stored (its bytes no "
+                                     f"longer hash to sha256:{digest[:12]}…); nothing was stored")
+
+        self._write(digest, fill)
 
     def put_bytes(self, digest: str, data: bytes) -> None:
         self._write(digest, lambda out: out.write(data))
@@ -285,6 +294,18 @@ class LocalBlobStore:
                 with contextlib.suppress(FileNotFoundError):  # renamed since the listing
                     st = entry.stat()
                     yield UnfinishedWrite(entry.path, st.st_size, st.st_mtime)
+
+    def read_meta(self, name: str) -> bytes | None:
+        """A small named file at the store's root (None when absent)."""
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_meta(self, name: str, data: bytes) -> None:
+        from zoo.files import write_atomic
+
+        write_atomic(self.root / name, data)
 
     def remove_unfinished(self, write: UnfinishedWrite) -> None:
         path = Path(write.where)

@@ -1,41 +1,25 @@
-"""The catalog API: add, resolve, tag, alias, list — functions over a Session.
+"""The adapter catalog: add, resolve, tag, alias, list — functions over a Session.
 
-The caller owns the transaction (``with catalog.transaction() as s:`` or ``catalog.run(fn)``),
-so one logical change — e.g. publish = adapter row + tags + aliases + job update — commits
-atomically. Every input is validated before the first write. A page of adapters loads its
-tags, aliases and eval results in ONE extra query (``load_extras``), never one query per row.
+The caller owns the transaction (``catalog.run(fn)``), so one logical change — e.g. publish =
+base model + adapter row + tags + aliases + job update — commits atomically. Every input is
+validated before the first write. A page of adapters loads its tags, aliases and eval results in
+ONE extra query (``load_extras``), never one query per row.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (
-    Float,
-    Integer,
-    String,
-    bindparam,
-    cast,
-    delete,
-    literal,
-    null,
-    select,
-    union_all,
-)
+from sqlalchemy import Float, Integer, String, bindparam, cast, delete, literal, null, select, union_all
 from sqlalchemy.orm import Session, joinedload, make_transient_to_detached, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from zoo.errors import (
-    AdapterFormatError,
-    AmbiguousRefError,
-    ConflictError,
-    InvalidNameError,
-    NotFoundError,
-)
+from zoo.adapter_config import AdapterConfig
+from zoo.errors import AdapterFormatError, AmbiguousRefError, ConflictError, InvalidNameError, NotFoundError
 from zoo.names import (
     ID_ALPHABET,
     ID_LENGTH,
@@ -46,132 +30,24 @@ from zoo.names import (
     validate_digest,
     validate_name,
 )
-from zoo.storage.prepared import Prepared
 from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
-from zoo.storage.tables import (
-    AdapterRow,
-    AliasRow,
-    BaseModelRow,
-    EvalRow,
-    TagRow,
-    new_id,
-    utcnow,
-)
+from zoo.storage.sql import insert_ignoring_conflicts, upsert
+from zoo.storage.tables import AdapterRow, AliasRow, BaseModelRow, EvalRow, TagRow, new_id, utcnow
 
 __all__ = [
-    "AdapterRow", "Page", "add_adapter", "resolve_ref", "resolve_many", "add_tags",
-    "remove_tags", "set_alias", "remove_alias", "list_aliases", "referenced_digests",
-    "list_adapters", "iter_adapters", "adapter_to_dict", "load_extras", "LOADERS",
-    "AdapterWrite", "plan_adapter", "insert_adapter", "add_planned", "insert_eval_results",
+    "AdapterWrite", "Extras", "LOADERS", "Page", "add_adapter", "add_planned", "add_tags",
+    "adapter_to_dict", "insert_adapter", "iter_adapters", "list_adapters", "list_aliases",
+    "load_extras", "plan_adapter", "referenced_digests", "remove_alias", "remove_tags",
+    "resolve_many", "resolve_ref", "selection_query", "set_alias",
 ]
 
 # Explicit loaders (relationships are lazy="raise"): the base model rides along in the page
 # query; tags, aliases and eval results of a whole page come in ONE more query (load_extras).
 LOADERS = (joinedload(AdapterRow.base_model),)
 _EXTRAS = "_zoo_extras"
-_INT_FIELDS = ("r", "unshared_r", "share_a", "share_b", "stride_a", "stride_b")
-
-
-# ----------------------------------------------------------------------------------- helpers
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
-
-
-def _insert(dialect: str, table: Any) -> Any:
-    """INSERT with ON CONFLICT support for the dialect."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
-
-
-def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
-    """The typed catalog columns of an adapter config, validated (field named on error)."""
-    if not isinstance(config, dict):
-        raise AdapterFormatError(f"adapter config must be a mapping, got {type(config).__name__}")
-
-    def need(key: str, kinds: tuple[type, ...]) -> Any:
-        if key not in config:
-            raise AdapterFormatError(f"adapter config lacks required field {key!r}")
-        value = config[key]
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            names = "/".join(k.__name__ for k in kinds)
-            raise AdapterFormatError(f"adapter config field {key}={value!r} must be {names}")
-        return value
-
-    cols: dict[str, Any] = {k: need(k, (int,)) for k in _INT_FIELDS}
-    cols["task"] = need("task", (str,))
-    cols["rotation"] = need("rotation", (bool,))
-    cols["init"] = need("init", (str,))
-    cols["alpha"] = float(need("alpha", (int, float)))
-    cols["dtype"] = need("dtype", (str,))
-    cols["base_model"] = need("base_model", (str,))
-    digest = config.get("base_model_digest")
-    if digest is not None and not isinstance(digest, str):
-        raise AdapterFormatError(f"adapter config field base_model_digest={digest!r} must be str")
-    cols["base_model_digest"] = digest
-    if not cols["base_model"] or len(cols["base_model"]) > 512:
-        raise AdapterFormatError("adapter config field base_model must be 1..512 characters")
-    return cols
-
-
-def config_params(config: dict[str, Any]) -> int:
-    """Trainable parameters = elements of the A/B tensors, from ``config["modules"]``."""
-    from zoo.config import trainable_params
-
-    modules = config.get("modules")
-    if not isinstance(modules, dict):
-        raise AdapterFormatError("adapter config field 'modules' must be a mapping")
-    total = 0
-    for path, spec in modules.items():
-        try:
-            total += trainable_params(
-                int(spec["in_features"]), int(spec["out_features"]), r=config["r"],
-                unshared_r=config["unshared_r"], share_a=config["share_a"],
-                share_b=config["share_b"])
-        except (KeyError, TypeError, ValueError):
-            raise AdapterFormatError(
-                f"adapter config module {path!r} needs integer in_features and out_features"
-            ) from None
-    return total
-
-
-_BASE = BaseModelRow.__table__
-_BASE_ID = {  # publishing runs these for every adapter: Prepared, executed on the DBAPI
-    False: Prepared(select(_BASE.c.id).where(_BASE.c.name == bindparam("name"),
-                                             _BASE.c.digest == bindparam("digest"))),
-    True: Prepared(select(_BASE.c.id).where(_BASE.c.name == bindparam("name"),
-                                            _BASE.c.digest.is_(None))),
-}
-
-
-def _base_model_id(connection: Any, name: str, digest: str | None) -> int:
-    """Get or create; a concurrent creator wins the unique index and we read its row.
-
-    Prepared statements and ``ON CONFLICT DO NOTHING``: no savepoint, no flush."""
-    params = {"name": name, "digest": digest}
-    found = _BASE_ID[digest is None].first(connection, params)
-    if found is None:
-        _statement(connection.dialect.name, "base").rowcount(connection, params)
-        found = _BASE_ID[digest is None].first(connection, params)
-        if found is None:
-            raise ConflictError(f"base model {name!r} vanished while being registered; retry")
-    return int(found[0])
-
-
-def _as_loaded(session: Session, obj: Any) -> Any:
-    """Put an object whose row was just written with Core into the session, as if loaded."""
-    make_transient_to_detached(obj)
-    return session.merge(obj, load=False)
-
-
-def _loaded(session: Session, adapter_id: str) -> AdapterRow:
-    stmt = (select(AdapterRow).where(AdapterRow.id == adapter_id).options(*LOADERS)
-            .execution_options(populate_existing=True))
-    row = session.scalars(stmt).unique().one()
-    load_extras(session, [row])
-    return row
+_COLUMNS_OUT = ("id", "name", "digest", "size", "task", "r", "unshared_r", "share_a", "share_b",
+                "stride_a", "stride_b", "rotation", "init", "alpha", "dtype", "params",
+                "created_at", "job_id", "dataset_fingerprint")
 
 
 @dataclass
@@ -227,41 +103,86 @@ def load_extras(session: Session, rows: Sequence[AdapterRow], chunk: int = 500) 
         setattr(row, _EXTRAS, extra)
 
 
-def _alias_upsert(stmt: Any) -> Any:
-    return stmt.on_conflict_do_update(
-        index_elements=["name", "alias"],
-        set_={"adapter_id": stmt.excluded.adapter_id, "updated_at": stmt.excluded.updated_at})
+# ------------------------------------------------------------------------------------- writes
+@dataclass(frozen=True)
+class AdapterWrite:
+    """A validated adapter row to insert, with its tags and aliases (the base is resolved in
+    the transaction: :func:`zoo.storage.bases.base_for_adapter`)."""
+
+    values: dict[str, Any]  # the adapters row, as it will be written (base_model_id aside)
+    config: AdapterConfig
+    tags: list[Any]
+    aliases: list[tuple[str, str]]
 
 
-_WRITES: dict[str, tuple[Any, Callable[[Any], Any]]] = {
-    "adapter": (AdapterRow.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
-    "base": (BaseModelRow.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
-    "tags": (TagRow.__table__, lambda stmt: stmt.on_conflict_do_nothing()),
-    "alias": (AliasRow.__table__, _alias_upsert),
-}
-_STATEMENTS: dict[tuple[str, str], Prepared] = {}
+def plan_adapter(
+    *,
+    digest: str,
+    size: int,
+    config: AdapterConfig | dict[str, Any],
+    name: str,
+    job_id: str | None = None,
+    dataset_fingerprint: str | None = None,
+    tags: Iterable[str] = (),
+    aliases: Iterable[str] = (),
+    created_at: datetime | None = None,
+) -> AdapterWrite:
+    """Validate everything an adapter row needs, before any write (field named on error)."""
+    if not isinstance(config, AdapterConfig):
+        config = AdapterConfig.from_dict(config, source="adapter config")
+    name = validate_name(name)
+    digest = validate_digest(digest)
+    tag_list = parse_tags(list(tags))
+    alias_list = sorted({parse_name_alias(a, default_name=name) for a in aliases})
+    for alias_name, alias in alias_list:
+        _check_alias_name(name, alias_name, alias)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise AdapterFormatError(f"size={size!r} must be a non-negative integer")
+    if job_id is not None and (not isinstance(job_id, str) or not job_id or len(job_id) > 64):
+        raise InvalidNameError(f"job id {job_id!r} must be 1..64 characters")
+    if dataset_fingerprint is not None and (
+        not isinstance(dataset_fingerprint, str) or len(dataset_fingerprint) > 128
+    ):
+        raise InvalidNameError("dataset fingerprint must be text of at most 128 characters")
+    created_at = (created_at or utcnow()).astimezone(timezone.utc)
+    c = config
+    values = dict(
+        id=new_id(int(created_at.timestamp() * 1000)),  # id order == creation order
+        name=name, digest=digest, size=size, params=c.params, config=c.to_json(),
+        job_id=job_id, dataset_fingerprint=dataset_fingerprint, created_at=created_at,
+        task=c.task, r=c.r, unshared_r=c.unshared_r, share_a=c.share_a, share_b=c.share_b,
+        stride_a=c.stride_a, stride_b=c.stride_b, rotation=c.rotation, init=c.init,
+        alpha=float(c.alpha), dtype=c.dtype,
+    )
+    return AdapterWrite(values, config, tag_list, alias_list)
 
 
-def _statement(dialect: str, kind: str) -> Prepared:
-    """The dialect's INSERT … ON CONFLICT for ``kind``, built once per process and run as
-    :class:`Prepared` (every publish runs these)."""
-    key = (dialect, kind)
-    stmt = _STATEMENTS.get(key)
-    if stmt is None:
-        table, on_conflict = _WRITES[kind]
-        stmt = _STATEMENTS[key] = Prepared(on_conflict(_insert(dialect, table)))
-    return stmt
+def insert_adapter(session: Session, plan: AdapterWrite, base_id: int) -> bool:
+    """Write a planned adapter row with its tags and aliases; False when nothing was inserted
+    because this job or these bytes under this name are already published.
+
+    Insert first, look only on conflict: ``INSERT … ON CONFLICT DO NOTHING`` inserts nothing
+    for a duplicate (an earlier attempt, or a concurrent publisher on PostgreSQL)."""
+    values = {**plan.values, "base_model_id": base_id}
+    if insert_ignoring_conflicts(session, AdapterRow, [values]) != 1:
+        return False
+    _label(session, values["id"], plan.tags, plan.aliases)
+    return True
 
 
-def _insert_tags(connection: Any, adapter_id: str, tags: Sequence[Any]) -> None:
+def _label(session: Session, adapter_id: str, tags: Sequence[Any],
+           aliases: Sequence[tuple[str, str]]) -> None:
     if tags:
-        rows = [{"adapter_id": adapter_id, "key": t.key, "value": t.value} for t in tags]
-        _statement(connection.dialect.name, "tags").execute_many(connection, rows)
+        insert_ignoring_conflicts(session, TagRow, [
+            {"adapter_id": adapter_id, "key": t.key, "value": t.value} for t in tags])
+    for alias_name, alias in aliases:
+        _upsert_alias(session, alias_name, alias, adapter_id)
 
 
-def _upsert_alias(connection: Any, name: str, alias: str, adapter_id: str) -> None:
-    _statement(connection.dialect.name, "alias").rowcount(connection, {
-        "name": name, "alias": alias, "adapter_id": adapter_id, "updated_at": utcnow()})
+def _upsert_alias(session: Session, name: str, alias: str, adapter_id: str) -> None:
+    upsert(session, AliasRow, {"name": name, "alias": alias, "adapter_id": adapter_id,
+                               "updated_at": utcnow()},
+           key=("name", "alias"), update=("adapter_id", "updated_at"))
 
 
 def _check_alias_name(name: str, alias_name: str, alias: str) -> None:
@@ -272,142 +193,46 @@ def _check_alias_name(name: str, alias_name: str, alias: str) -> None:
         )
 
 
-# ------------------------------------------------------------------------------------- writes
-@dataclass(frozen=True)
-class AdapterWrite:
-    """A validated adapter row to insert, with its base model, tags and aliases."""
-
-    values: dict[str, Any]  # the adapters row, as it will be written
-    base_name: str
-    base_digest: str | None
-    tags: list[Any]
-    aliases: list[tuple[str, str]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` object of the row once written (as :func:`adapter_to_dict`)."""
-        out = {k: self.values[k] for k in _COLUMNS_OUT}
-        out.update(base_model=self.base_name, base_model_digest=self.base_digest,
-                   tags=sorted({str(t) for t in self.tags}),
-                   aliases=[f"{n}@{a}" for n, a in self.aliases], metrics={},
-                   metrics_by_dataset={}, created_at=self.values["created_at"].isoformat(),
-                   config=json.loads(self.values["config"]))
-        return out
-
-
-def plan_adapter(
-    *,
-    digest: str,
-    size: int,
-    config: dict[str, Any],
-    name: str,
-    job_id: str | None = None,
-    dataset_fingerprint: str | None = None,
-    tags: Iterable[str] = (),
-    aliases: Iterable[str] = (),
-    params: int | None = None,
-    created_at: datetime | None = None,
-) -> AdapterWrite:
-    """Validate everything an adapter row needs, before any write (field named on error)."""
-    name = validate_name(name)
-    digest = validate_digest(digest)
-    tag_list = parse_tags(list(tags))
-    alias_list = sorted({parse_name_alias(a, default_name=name) for a in aliases})
-    for alias_name, alias in alias_list:
-        _check_alias_name(name, alias_name, alias)
-    cols = _config_columns(config)
-    if params is None:
-        params = config_params(config)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise AdapterFormatError(f"size={size!r} must be a non-negative integer")
-    if isinstance(params, bool) or not isinstance(params, int) or params < 0:
-        raise AdapterFormatError(f"params={params!r} must be a non-negative integer")
-    if job_id is not None and (not isinstance(job_id, str) or not job_id or len(job_id) > 64):
-        raise InvalidNameError(f"job id {job_id!r} must be 1..64 characters")
-    if dataset_fingerprint is not None and (
-        not isinstance(dataset_fingerprint, str) or len(dataset_fingerprint) > 128
-    ):
-        raise InvalidNameError("dataset fingerprint must be text of at most 128 characters")
-    base_name, base_digest = cols.pop("base_model"), cols.pop("base_model_digest")
-    created_at = (created_at or utcnow()).astimezone(timezone.utc)
-    values = dict(
-        id=new_id(int(created_at.timestamp() * 1000)),  # id order == creation order
-        name=name, digest=digest, size=size, params=params,
-        config=json.dumps(config, sort_keys=True, separators=(",", ":")),
-        job_id=job_id, dataset_fingerprint=dataset_fingerprint,
-        created_at=created_at, **cols,
-    )
-    return AdapterWrite(values, base_name, base_digest, tag_list, alias_list)
-
-
-def insert_adapter(connection: Any, plan: AdapterWrite) -> int | None:
-    """Write a planned adapter (base model, row, tags, aliases) on a SQLAlchemy or raw
-    (``Catalog.run_raw``) connection; returns its base model id, or None when nothing was
-    inserted because this job or these bytes under this name are already published.
-
-    Insert first, look only on conflict: ``INSERT … ON CONFLICT DO NOTHING`` inserts nothing
-    for a duplicate (an earlier attempt, or a concurrent publisher on PostgreSQL). No lookup
-    before, no savepoint, no ORM flush."""
-    base_id = _base_model_id(connection, plan.base_name, plan.base_digest)
-    values = {**plan.values, "base_model_id": base_id}
-    if _statement(connection.dialect.name, "adapter").rowcount(connection, values) != 1:
-        return None
-    _insert_tags(connection, values["id"], plan.tags)
-    for alias_name, alias in plan.aliases:
-        _upsert_alias(connection, alias_name, alias, values["id"])
-    return base_id
-
-
-_EVAL_INSERT = Prepared(EvalRow.__table__.insert())
-
-
-def insert_eval_results(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Eval result rows (``adapter_id``, ``dataset_fingerprint``, ``dataset_name``,
-    ``metric``, ``value``; optional ``n_examples``, ``elapsed_s``, ``error``) in one
-    ``executemany``, on a SQLAlchemy or raw connection."""
-    now = utcnow()
-    full = [{"n_examples": 0, "elapsed_s": 0.0, "error": None, "created_at": now, **row}
-            for row in rows]  # one statement shape for every row
-    _EVAL_INSERT.execute_many(connection, full)
-
-
-def add_adapter(session: Session, **fields: Any) -> AdapterRow:
+def add_adapter(session: Session, *, base_location: str | None = None, base: str | None = None,
+                **fields: Any) -> AdapterRow:
     """Insert an adapter row (plus tags and ``NAME@ALIAS``/``ALIAS`` aliases); idempotent.
 
-    ``fields`` are :func:`plan_adapter`'s. The same digest under the same name, or the same
-    ``job_id`` with the same bytes, returns the existing adapter (adding the given tags and
+    ``fields`` are :func:`plan_adapter`'s; ``base``/``base_location`` are
+    :func:`zoo.storage.bases.base_for_adapter`'s. The same digest under the same name, or the
+    same ``job_id`` with the same bytes, returns the existing adapter (adding the given tags and
     aliases). A ``job_id`` that already published different bytes is a ConflictError.
-    Everything is validated before any write.
     """
-    return add_planned(session, plan_adapter(**fields))
+    return add_planned(session, plan_adapter(**fields), base=base, base_location=base_location)
 
 
-def add_planned(session: Session, plan: AdapterWrite) -> AdapterRow:
+def add_planned(session: Session, plan: AdapterWrite, *, base: str | None = None,
+                base_location: str | None = None) -> AdapterRow:
     """:func:`add_adapter` for an adapter :func:`plan_adapter` already validated."""
+    from zoo.storage.bases import base_for_adapter
+
     values = plan.values
-    base_id = insert_adapter(session.connection(), plan)
-    if base_id is None:
+    base_row = base_for_adapter(session, plan.config, explicit=base, location=base_location)
+    if not insert_adapter(session, plan, base_row.id):
         existing = _existing(session, values["name"], values["digest"], values["job_id"])
         if existing is None:
             raise ConflictError(f"adapter id {values['id']} collided; publish again")
-        return _label_existing(session, existing, plan.tags, plan.aliases)
+        _label(session, existing, plan.tags, plan.aliases)
+        return _loaded(session, existing)
     # A new row's listing fields are exactly what was just written: no reload query.
-    base = _as_loaded(session, BaseModelRow(id=base_id, name=plan.base_name,
-                                         digest=plan.base_digest))
-    row = _as_loaded(session, AdapterRow(**values, base_model_id=base_id))
-    set_committed_value(row, "base_model", base)
+    make_transient_to_detached(row := AdapterRow(**values, base_model_id=base_row.id))
+    row = session.merge(row, load=False)
+    set_committed_value(row, "base_model", base_row)
     setattr(row, _EXTRAS, Extras(tags=sorted({str(t) for t in plan.tags}),
                                  aliases=[f"{n}@{a}" for n, a in plan.aliases]))
     return row
 
 
-def _label_existing(session: Session, existing_id: str, tags: Sequence[Any],
-                    aliases: Sequence[tuple[str, str]]) -> AdapterRow:
-    """Idempotent publish: add the tags and aliases to the adapter already there."""
-    connection = session.connection()
-    _insert_tags(connection, existing_id, tags)
-    for alias_name, alias in aliases:
-        _upsert_alias(connection, alias_name, alias, existing_id)
-    return _loaded(session, existing_id)
+def _loaded(session: Session, adapter_id: str) -> AdapterRow:
+    stmt = (select(AdapterRow).where(AdapterRow.id == adapter_id).options(*LOADERS)
+            .execution_options(populate_existing=True))
+    row = session.scalars(stmt).unique().one()
+    load_extras(session, [row])
+    return row
 
 
 _ADAPTERS = AdapterRow.__table__
@@ -423,7 +248,7 @@ def _existing(session: Session, name: str, digest: str, job_id: str | None) -> s
     """The id of the adapter this publish would duplicate: by job id (which must hold the same
     bytes), else by (name, digest). One indexed query for both."""
     params = {"name": name, "digest": digest, "job_id": job_id}
-    rows = session.connection().execute(_FIND_DUPLICATE, params).all()
+    rows = session.execute(_FIND_DUPLICATE, params).all()
     by_job = next((r for r in rows if job_id is not None and r.job_id == job_id), None)
     if by_job is not None and (by_job.name, by_job.digest) != (name, digest):
         raise ConflictError(
@@ -434,13 +259,19 @@ def _existing(session: Session, name: str, digest: str, job_id: str | None) -> s
     return None if found is None else found.id
 
 
+def published_by_job(session: Session, job_id: str) -> AdapterRow | None:
+    """The adapter a job published, if any (a retried job never publishes twice)."""
+    found = session.scalars(select(AdapterRow.id).where(AdapterRow.job_id == job_id)).first()
+    return None if found is None else resolve_ref(session, found)
+
+
 def add_tags(session: Session, ref: str | AdapterRow, tags: Iterable[str]) -> AdapterRow:
     """Add tags (``label`` or ``key=value``); existing ones are kept, not duplicated."""
     tag_list = parse_tags(list(tags))
     if not tag_list:
         raise InvalidNameError("no tags given")
     adapter = _resolve_id(session, ref)
-    _insert_tags(session.connection(), adapter, tag_list)
+    _label(session, adapter, tag_list, ())
     return _loaded(session, adapter)
 
 
@@ -463,7 +294,7 @@ def set_alias(session: Session, name_alias: str, ref: str | AdapterRow) -> Adapt
     name, alias = parse_name_alias(name_alias)
     adapter = resolve_ref(session, ref) if isinstance(ref, str) else ref
     _check_alias_name(adapter.name, name, alias)
-    _upsert_alias(session.connection(), name, alias, adapter.id)
+    _upsert_alias(session, name, alias, adapter.id)
     return _loaded(session, adapter.id)
 
 
@@ -525,8 +356,8 @@ def _resolve(session: Session, ref: str, options: Sequence[Any]) -> AdapterRow:
     if len(text) == ID_LENGTH:
         stmt = select(AdapterRow).where(AdapterRow.id == text)
     else:  # a prefix: an index range scan, at most 2 rows to tell unique from ambiguous
-        stmt = select(AdapterRow).where(AdapterRow.id >= text, AdapterRow.id.startswith(text,
-                                                                              autoescape=True))
+        stmt = select(AdapterRow).where(AdapterRow.id >= text,
+                                        AdapterRow.id.startswith(text, autoescape=True))
         upper = _prefix_upper_bound(text)
         if upper is not None:
             stmt = stmt.where(AdapterRow.id < upper)
@@ -648,11 +479,6 @@ def _metrics(evals: Sequence[tuple[int, str, str, float | None]],
     return dict(sorted(latest.items())), by_dataset
 
 
-_COLUMNS_OUT = ("id", "name", "digest", "size", "task", "r", "unshared_r", "share_a", "share_b",
-                "stride_a", "stride_b", "rotation", "init", "alpha", "dtype", "params",
-                "created_at", "job_id", "dataset_fingerprint")
-
-
 def adapter_to_dict(row: AdapterRow, *, config: bool = True) -> dict[str, Any]:
     """The ``--json`` object of an adapter (loaded by resolve_ref/list_adapters/add_*).
 
@@ -669,7 +495,7 @@ def adapter_to_dict(row: AdapterRow, *, config: bool = True) -> dict[str, Any]:
     # Loaded column values straight from the instance dict (no descriptor per attribute).
     loaded = row.__dict__
     out = {k: loaded[k] if k in loaded else getattr(row, k) for k in _COLUMNS_OUT}
-    base = row.base_model
+    base: BaseModelRow = row.base_model
     out.update(
         base_model=base.name, base_model_digest=base.digest, tags=list(extra.tags),
         aliases=list(extra.aliases), metrics=metrics, metrics_by_dataset=by_dataset,
@@ -678,3 +504,4 @@ def adapter_to_dict(row: AdapterRow, *, config: bool = True) -> dict[str, Any]:
     if config:
         out["config"] = json.loads(row.config)
     return out
+

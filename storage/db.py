@@ -7,9 +7,12 @@ transaction never fails half-way on a lock upgrade. PostgreSQL: ``postgresql+psy
 ``Catalog.transaction()`` yields a Session and commits or rolls back; it retries taking the
 lock when SQLite reports "database is locked". ``Catalog.run(fn)`` runs ``fn(session)`` inside
 ``transaction()`` and re-runs the whole unit on retryable errors (SQLite busy, PostgreSQL
-serialization failure / deadlock), so users never see "database is locked".
-``Catalog.run_raw(fn)`` is the same for a function of a pooled DBAPI connection, whose
-statements are all ``zoo.storage.prepared.Prepared``: the lean path every training job takes.
+serialization failure / deadlock), so users never see "database is locked". Every write of the
+zoo is one ``run``: one transaction model.
+
+A catalog FILE that exists but is empty, truncated or not a SQLite database is an error that
+says so: it is never taken for a new, empty catalog (gc against an empty catalog would find
+every blob unreferenced).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -28,10 +31,13 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from zoo.errors import CatalogBusyError, ConfigError, SchemaVersionError
+from zoo.errors import CatalogBusyError, ConfigError, IntegrityError, SchemaVersionError
 from zoo.storage import schema
 
 T = TypeVar("T")
+# The handle of an open catalog transaction. Storage functions take it; the other layers only
+# pass it along (e.g. a publish's ``on_commit``), so they never touch SQLAlchemy themselves.
+Transaction = Session
 BUSY_TIMEOUT_MS = 10_000
 RETRY_ATTEMPTS = 12
 _PG_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
@@ -133,15 +139,6 @@ def begin_immediate(raw: sqlite3.Connection) -> None:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
-class RawConnection:
-    """A pooled DBAPI connection in a write transaction, for :class:`Prepared` statements:
-    what ``Catalog.run_raw`` hands its function (``.dialect``, ``.connection``)."""
-
-    def __init__(self, dialect: sa.Dialect, pooled: Any) -> None:
-        self.dialect = dialect
-        self.connection = pooled
-
-
 class Catalog:
     """A connected catalog: an engine plus the transaction helper."""
 
@@ -194,45 +191,6 @@ class Catalog:
                 time.sleep(_backoff(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def run_raw(self, fn: Callable[[RawConnection], T]) -> T:
-        """``fn(connection)`` in one write transaction on a pooled DBAPI connection, re-run
-        whole on retryable errors, like :meth:`run`.
-
-        For the per-job hot path, whose statements are all :class:`Prepared`: SQLAlchemy's
-        Session and Connection layers cost more than such a transaction's statements."""
-        for attempt in range(RETRY_ATTEMPTS):
-            pooled = self.engine.raw_connection()
-            try:
-                return self._raw_transaction(pooled, fn)
-            except DBAPIError as exc:
-                if not is_retryable(exc):
-                    raise
-                if attempt == RETRY_ATTEMPTS - 1:
-                    raise self._busy(exc) from None
-            finally:
-                pooled.close()
-            time.sleep(_backoff(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _raw_transaction(self, pooled: Any, fn: Callable[[RawConnection], T]) -> T:
-        dialect = self.engine.dialect
-        raw = pooled.dbapi_connection
-        step = "BEGIN"
-        try:
-            if self.dialect == "sqlite":
-                begin_immediate(raw)  # PostgreSQL: the first statement begins
-            step = "statement"
-            result = fn(RawConnection(dialect, pooled))
-            step = "COMMIT"
-            raw.commit()
-            return result
-        except BaseException as exc:
-            _rollback_or_invalidate(pooled)
-            if isinstance(exc, dialect.loaded_dbapi.Error):  # as SQLAlchemy would raise it
-                raise DBAPIError.instance(step, (), exc, dialect.loaded_dbapi.Error,
-                                          dialect=dialect) from exc
-            raise
-
     def _busy(self, exc: BaseException) -> CatalogBusyError:
         return CatalogBusyError(
             f"catalog {self.redacted_url} stayed busy after {RETRY_ATTEMPTS} attempts "
@@ -257,14 +215,6 @@ class Catalog:
         self.close()
 
 
-def _rollback_or_invalidate(pooled: Any) -> None:
-    """Roll back; a connection that cannot even do that is dropped from the pool."""
-    try:
-        pooled.dbapi_connection.rollback()
-    except Exception:  # noqa: BLE001 - broken connection: never hand it out again
-        pooled.invalidate()
-
-
 def _make_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
@@ -279,13 +229,39 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(parsed.database).expanduser()
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse an existing catalog file that is empty, not SQLite, or shorter than its header
+    says (truncated): each would otherwise open as a new, EMPTY catalog."""
+    size = path.stat().st_size
+    if size == 0:
+        raise IntegrityError(f"catalog file {path} is empty (0 bytes), not a catalog; restore it "
+                             "from a backup, or remove it and run `zoo init` for a new catalog")
+    with path.open("rb") as fh:
+        head = fh.read(100)
+    if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
+        raise IntegrityError(f"catalog file {path} is not a SQLite database")
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    counted = head[24:28] == head[92:96]  # the in-header size is valid
+    if page < 512 or size % page or (counted and size < pages * page):
+        want = f", its header says {pages * page}" if counted else ""
+        raise IntegrityError(f"catalog file {path} is truncated ({size} bytes{want}); "
+                             "restore it from a backup")
+
+
 def open_catalog(url: str, *, check: bool = True) -> Catalog:
     """Connect; with ``check`` refuse a catalog that is not initialised or of another schema."""
     url = normalize_url(url)
     where = make_url(url).render_as_string(hide_password=True)
     path = _sqlite_path(url)
-    if check and path is not None and not path.exists():
-        raise SchemaVersionError(f"catalog {where} is not initialised; run `zoo init`")
+    if check and path is not None:
+        if not path.exists():
+            raise SchemaVersionError(f"catalog {where} is not initialised; run `zoo init`")
+        check_sqlite_file(path)
     catalog = Catalog(_make_engine(url), url)
     if check:
         try:
@@ -301,6 +277,8 @@ def init_catalog(url: str) -> tuple[str | None, str]:
     url = normalize_url(url)
     path = _sqlite_path(url)
     if path is not None:
+        if path.exists():
+            check_sqlite_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(_make_engine(url), url)
     try:

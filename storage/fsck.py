@@ -1,4 +1,4 @@
-"""``fsck`` and ``gc``: reconcile the catalog with the object store.
+"""``fsck``: reconcile the catalog with the object store (``zoo.storage.gc`` collects garbage).
 
 The publish protocol guarantees at worst orphan blobs (uploaded, never committed); fsck also
 finds what no protocol can prevent — blobs deleted or corrupted behind the zoo's back:
@@ -8,42 +8,22 @@ finds what no protocol can prevent — blobs deleted or corrupted behind the zoo
 - mismatched: blobs whose size (always) or sha256 (``verify=True``, re-hashes every byte)
   differs from what the row says.
 
-``gc`` deletes orphans older than a grace period and never a referenced blob. Why a grace
-period: publish uploads before it commits, so a blob a few seconds old with no row may be a
-publish in flight. The referenced set is read AFTER listing the store, and each candidate is
-re-checked just before deletion, so a blob re-published meanwhile (publish touches it) survives.
+fsck refuses a store that ``zoo init`` bound to another catalog (``zoo.storage.binding``):
+against the wrong catalog every blob would look orphaned and every row's blob missing.
 """
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from zoo.errors import ConfigError, NotFoundError
-from zoo.storage.blobstore import BlobInfo, BlobStore, UnfinishedWrite
+from zoo.errors import NotFoundError
+from zoo.storage.blobstore import BlobInfo, BlobStore
+from zoo.storage.db import Catalog
 from zoo.storage.parallel import ProgressFn, run_parallel
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str | float | int) -> float:
-    """``90``, ``30s``, ``15m``, ``1h``, ``7d``, ``2w`` → seconds."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        m = _DURATION.match(text)
-        if not m:
-            raise ConfigError(f"duration {text!r} is not like 30s, 15m, 1h, 7d or 2w")
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if seconds < 0:
-        raise ConfigError(f"duration must not be negative, got {text!r}")
-    return seconds
 
 
 @dataclass(frozen=True)
@@ -98,48 +78,30 @@ class FsckReport:
         }
 
 
-@dataclass
-class GcReport:
-    store: str
-    dry_run: bool
-    grace_seconds: float
-    removed: list[BlobInfo] = field(default_factory=list)
-    kept_young: list[BlobInfo] = field(default_factory=list)
-    unfinished_removed: list[UnfinishedWrite] = field(default_factory=list)
-
-    @property
-    def removed_bytes(self) -> int:
-        return sum(b.size for b in self.removed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "store": self.store, "dry_run": self.dry_run, "grace_seconds": self.grace_seconds,
-            "removed": [asdict(b) for b in self.removed], "removed_bytes": self.removed_bytes,
-            "kept_young": [asdict(b) for b in self.kept_young],
-            "unfinished_removed": [asdict(w) for w in self.unfinished_removed],
-        }
-
-
-def _catalog_rows(catalog: Any) -> tuple[dict[str, tuple[int, list[RowRef]]], set[str]]:
-    """digest → (size, adapters) for every adapter row, and every digest the catalog needs."""
-    from zoo.storage.catalog import referenced_digests
+def catalog_rows(catalog: Catalog) -> dict[str, tuple[int, list[RowRef]]]:
+    """digest → (size, adapters) for every adapter row (what the store must hold)."""
     from zoo.storage.tables import AdapterRow
 
-    rows: dict[str, tuple[int, list[RowRef]]] = {}
-    with catalog.transaction(readonly=True) as session:
+    def run(session: Session) -> dict[str, tuple[int, list[RowRef]]]:
+        rows: dict[str, tuple[int, list[RowRef]]] = {}
         for digest, size, id_, name in session.execute(
             select(AdapterRow.digest, AdapterRow.size, AdapterRow.id, AdapterRow.name)
         ):
             rows.setdefault(digest, (int(size), []))[1].append(RowRef(id_, name))
-        referenced = set(referenced_digests(session))
-    return rows, referenced | set(rows)
+        return rows
+
+    return catalog.run(run, readonly=True)
 
 
-def fsck(catalog: Any, store: BlobStore, *, verify: bool = False, workers: int = 8,
+def fsck(catalog: Catalog, store: BlobStore, *, verify: bool = False, workers: int = 8,
          progress: ProgressFn | None = None) -> FsckReport:
     """Compare catalog rows with the store; ``verify`` re-hashes every referenced blob."""
+    from zoo.storage.binding import check_bound
+
+    check_bound(catalog, store, require=False)
     blobs = {b.digest: b for b in store.list_blobs()}
-    rows, referenced = _catalog_rows(catalog)
+    rows = catalog_rows(catalog)
+    referenced = set(rows)
     report = FsckReport(store=store.url, blobs=len(blobs),
                         adapters=sum(len(r[1]) for r in rows.values()), verified=verify)
     report.orphans = sorted((b for d, b in blobs.items() if d not in referenced),
@@ -170,45 +132,4 @@ def fsck(catalog: Any, store: BlobStore, *, verify: bool = False, workers: int =
             elif got != (digest, size):
                 report.mismatched.append(
                     Problem(digest, size, refs, actual_size=got[1], actual_digest=got[0]))
-    return report
-
-
-def gc(catalog: Any, store: BlobStore, *, grace: str | float = "1h",
-       dry_run: bool = False) -> GcReport:
-    """Delete orphan blobs older than ``grace``; never a blob any catalog row references."""
-    return collect_garbage(store, lambda: _catalog_rows(catalog)[1], grace=grace,
-                           dry_run=dry_run)
-
-
-def collect_garbage(store: BlobStore, referenced_now: Callable[[], set[str]], *,
-                    grace: str | float = "1h", dry_run: bool = False) -> GcReport:
-    """Delete the blobs of ``store`` outside ``referenced_now()`` and older than ``grace``.
-
-    The store is listed BEFORE the referenced set is read, so a row committed in between is
-    seen; each candidate is re-checked just before deletion (a re-upload touches it)."""
-    grace_s = parse_duration(grace)
-    listed = list(store.list_blobs())
-    referenced = referenced_now()
-    report = GcReport(store=store.url, dry_run=dry_run, grace_seconds=grace_s)
-    now = time.time()
-    for info in sorted(listed, key=lambda b: b.digest):
-        if info.digest in referenced:
-            continue
-        if now - info.mtime < grace_s:
-            report.kept_young.append(info)
-            continue
-        if not dry_run:
-            current = store.stat(info.digest)  # re-check: a publish may have touched it
-            if current is None:
-                continue
-            if time.time() - current.mtime < grace_s:
-                report.kept_young.append(current)
-                continue
-            store.delete(info.digest)
-        report.removed.append(info)
-    for write in store.unfinished_writes():  # a killed writer's leftovers, never a blob
-        if time.time() - write.mtime >= grace_s:
-            if not dry_run:
-                store.remove_unfinished(write)
-            report.unfinished_removed.append(write)
     return report

@@ -1,15 +1,11 @@
-"""JobRow state in the catalog: one guarded UPDATE per transition, never past a terminal state.
+"""Job rows in the catalog: one guarded UPDATE per transition, never past a terminal state.
 
-    PENDING ──► RUNNING ──► SUCCEEDED        (only inside the publish transaction)
-       │           │ ▲  └──► FAILED           (error text = the reason)
-       │           └─┘ retry: attempt + 1     (Ray re-ran the task after the worker died)
-       └───────────┴──────► CANCELLED
-
-Every write is ``UPDATE jobs SET … WHERE id = :id AND state IN (allowed sources)`` so two
-writers racing (a worker finishing while a user cancels, a driver marking FAILED while a retry
-starts) cannot overwrite each other: the loser's UPDATE matches no row and it learns the state
-from the return value. No Ray here: these are plain catalog functions (``workers/`` only
-because job lifecycle is the Ray issue's).
+The states and their moves are :class:`zoo.job_state.JobState`'s. Every write is
+``UPDATE jobs SET … WHERE id = :id AND state IN (allowed sources)`` so two writers racing (a
+worker finishing while a user cancels, a driver marking FAILED while a retry starts) cannot
+overwrite each other: the loser's UPDATE matches no row and it learns the state from the
+return value. Statements on the per-job path are built once at import, so SQLAlchemy's
+compiled cache serves every job after the first.
 """
 
 from __future__ import annotations
@@ -19,20 +15,19 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from zoo.errors import JobError, NotFoundError
+from zoo.errors import AmbiguousRefError, JobError, NotFoundError
+from zoo.job_state import ACTIVE, TERMINAL, JobState
 from zoo.jobspec import JobSpec
-from zoo.storage.prepared import Prepared
+from zoo.storage.db import Catalog
 from zoo.storage.tables import JobRow, new_id
 
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
-TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
-ACTIVE = (PENDING, RUNNING)
+    JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 STALE_AFTER_S = float(os.environ.get("ZOO_JOB_STALE_S", "120"))
 MAX_ERROR_CHARS = 4000
 
@@ -48,7 +43,7 @@ class JobView:
     id: str
     sweep_id: str | None
     name: str
-    state: str
+    state: JobState
     attempt: int
     max_retries: int
     node: str | None
@@ -69,7 +64,7 @@ class JobView:
         import json
 
         return cls(
-            id=row.id, sweep_id=row.sweep_id, name=row.name, state=row.state,
+            id=row.id, sweep_id=row.sweep_id, name=row.name, state=JobState(row.state),
             attempt=row.attempt, max_retries=row.max_retries, node=row.node,
             worker_pid=row.worker_pid, ray_ref=row.ray_ref, submitted_at=row.submitted_at,
             started_at=row.started_at, finished_at=row.finished_at,
@@ -98,14 +93,15 @@ def _one_line(text: str) -> str:
     return line[:MAX_ERROR_CHARS]
 
 
-def _update(catalog: Any, job_id: str, sources: Sequence[str], values: dict[str, Any],
+def _update(catalog: Catalog, job_id: str, sources: Sequence[str], values: dict[str, Any],
             *, extra: Any = None) -> bool:
     """Guarded UPDATE; True when this call moved the row."""
-    cond = sa.and_(JobRow.id == job_id, JobRow.state.in_(tuple(sources)))
+    cond = sa.and_(JobRow.id == job_id, JobRow.state.in_([str(s) for s in sources]))
+    values = {k: str(v) if isinstance(v, JobState) else v for k, v in values.items()}
     if extra is not None:
         cond = sa.and_(cond, extra)
 
-    def run(session: Any) -> bool:
+    def run(session: Session) -> bool:
         result = session.execute(sa.update(JobRow).where(cond).values(**values))
         return result.rowcount == 1
 
@@ -115,7 +111,7 @@ def _update(catalog: Any, job_id: str, sources: Sequence[str], values: dict[str,
 # ---------------------------------------------------------------- creation / reads ----------
 
 
-def create_jobs(catalog: Any, specs: Sequence[JobSpec], *, sweep_id: str | None = None,
+def create_jobs(catalog: Catalog, specs: Sequence[JobSpec], *, sweep_id: str | None = None,
                 ) -> list[str]:
     """Insert one PENDING row per spec, all in ONE transaction; returns the job ids."""
     if not specs:
@@ -123,10 +119,10 @@ def create_jobs(catalog: Any, specs: Sequence[JobSpec], *, sweep_id: str | None 
     sweep_id = sweep_id or (new_id() if len(specs) > 1 else None)
     ids = [new_id() for _ in specs]
 
-    def run(session: Any) -> None:
+    def run(session: Session) -> None:
         session.execute(sa.insert(JobRow), [
             {"id": job_id, "sweep_id": sweep_id, "name": spec.display_name[:200],
-             "spec": spec.to_json(), "state": PENDING, "attempt": 0,
+             "spec": spec.to_json(), "state": PENDING.value, "attempt": 0,
              "max_retries": spec.retries, "submitted_at": utcnow()}
             for job_id, spec in zip(ids, specs, strict=True)
         ])
@@ -135,17 +131,15 @@ def create_jobs(catalog: Any, specs: Sequence[JobSpec], *, sweep_id: str | None 
     return ids
 
 
-def get_job(catalog: Any, job_id: str) -> JobView:
+def get_job(catalog: Catalog, job_id: str) -> JobView:
     """One job by id or unique id prefix (NotFoundError otherwise)."""
-    def run(session: Any) -> JobView:
+    def run(session: Session) -> JobView:
         row = session.get(JobRow, job_id)
         if row is None and 4 <= len(job_id) < 26:
             rows = session.scalars(sa.select(JobRow).where(JobRow.id.startswith(job_id)).limit(2)).all()
             if len(rows) == 1:
                 row = rows[0]
             elif len(rows) > 1:
-                from zoo.errors import AmbiguousRefError
-
                 raise AmbiguousRefError(f"job id prefix {job_id!r} matches several jobs")
         if row is None:
             raise NotFoundError(f"no job with id {job_id!r}")
@@ -154,12 +148,12 @@ def get_job(catalog: Any, job_id: str) -> JobView:
     return catalog.run(run, readonly=True)
 
 
-def list_jobs(catalog: Any, *, state: str | None = None, sweep_id: str | None = None,
+def list_jobs(catalog: Catalog, *, state: str | None = None, sweep_id: str | None = None,
               ids: Iterable[str] | None = None, limit: int | None = None) -> list[JobView]:
     """Jobs, newest first, optionally by state / sweep / ids."""
     query = sa.select(JobRow).order_by(JobRow.id.desc())
     if state:
-        query = query.where(JobRow.state == state.upper())
+        query = query.where(JobRow.state == str(state).upper())
     if sweep_id:
         query = query.where(JobRow.sweep_id == sweep_id)
     if ids is not None:
@@ -169,7 +163,7 @@ def list_jobs(catalog: Any, *, state: str | None = None, sweep_id: str | None = 
     return catalog.run(lambda s: [JobView.of(r) for r in s.scalars(query)], readonly=True)
 
 
-def set_ray_refs(catalog: Any, refs: dict[str, str]) -> None:
+def set_ray_refs(catalog: Catalog, refs: dict[str, str]) -> None:
     """Remember how to find jobs in Ray (task ref hex or submission id), in ONE transaction."""
     if not refs:
         return
@@ -177,17 +171,17 @@ def set_ray_refs(catalog: Any, refs: dict[str, str]) -> None:
     table = JobRow.__table__
     stmt = (sa.update(table)  # one executemany: the write lock is held for one round trip
             .where(table.c.id == sa.bindparam("jid"),
-                   sa.or_(*(table.c.state == state for state in ACTIVE)))
+                   sa.or_(*(table.c.state == state.value for state in ACTIVE)))
             .values(ray_ref=sa.bindparam("ref")))
     params = [{"jid": job_id, "ref": ref[:256]} for job_id, ref in refs.items()]
 
-    def run(session: Any) -> None:
+    def run(session: Session) -> None:
         session.connection().execute(stmt, params)
 
     catalog.run(run)
 
 
-def set_ray_ref(catalog: Any, job_id: str, ref: str) -> None:
+def set_ray_ref(catalog: Catalog, job_id: str, ref: str) -> None:
     set_ray_refs(catalog, {job_id: ref})
 
 
@@ -196,21 +190,19 @@ def set_ray_ref(catalog: Any, job_id: str, ref: str) -> None:
 
 _JOBS = JobRow.__table__
 _NOW = sa.bindparam("now", type_=_JOBS.c.heartbeat_at.type)
-# Transition statements are built once and run as Prepared: the hot path of every job.
-_ACTIVE_STATE = sa.or_(*(_JOBS.c.state == state for state in ACTIVE))  # no expanding IN
-_START = Prepared(
+_ACTIVE_STATE = _JOBS.c.state.in_([state.value for state in ACTIVE])
+_START = (
     sa.update(_JOBS).where(_JOBS.c.id == sa.bindparam("job"), _ACTIVE_STATE)
-    .values(state=RUNNING, attempt=_JOBS.c.attempt + 1, node=sa.bindparam("at_node"),
+    .values(state=RUNNING.value, attempt=_JOBS.c.attempt + 1, node=sa.bindparam("at_node"),
             worker_pid=sa.bindparam("pid"), heartbeat_at=_NOW,
             started_at=sa.func.coalesce(_JOBS.c.started_at, _NOW))
     .returning(*_JOBS.c))
-_COLUMN_NAMES = tuple(column.key for column in _JOBS.c)
 _LOG_TEXT = sa.bindparam("log_text", type_=sa.Text)
-_SUCCEED = Prepared(
+_SUCCEED = (
     sa.update(_JOBS)
-    .where(_JOBS.c.id == sa.bindparam("job"), _JOBS.c.state == RUNNING,
+    .where(_JOBS.c.id == sa.bindparam("job"), _JOBS.c.state == RUNNING.value,
            _JOBS.c.attempt == sa.bindparam("current"))
-    .values(state=SUCCEEDED, adapter_id=sa.bindparam("adapter"), finished_at=_NOW, error=None,
+    .values(state=SUCCEEDED.value, adapter_id=sa.bindparam("adapter"), finished_at=_NOW, error=None,
             checkpoint_uri=None, log_text=_LOG_TEXT,
             # a log kept in the row replaces any uploaded one; else the newest upload wins
             log_uri=sa.case((_LOG_TEXT.is_not(None), sa.null()),
@@ -219,7 +211,7 @@ _SUCCEED = Prepared(
 MAX_LOG_TEXT = 256 * 1024  # bytes of final log kept in the row; a longer log stays a blob
 
 
-def start_attempt(catalog: Any, job_id: str, *, node: str | None = None,
+def start_attempt(catalog: Catalog, job_id: str, *, node: str | None = None,
                   pid: int | None = None) -> tuple[JobView, int | None]:
     """Start (or restart) an attempt in ONE statement: (the job row now, attempt number).
 
@@ -229,20 +221,20 @@ def start_attempt(catalog: Any, job_id: str, *, node: str | None = None,
     """
     params = {"job": job_id, "at_node": node or socket.gethostname(),
               "pid": pid if pid is not None else os.getpid(), "now": utcnow()}
-    values = catalog.run_raw(lambda connection: _START.first(connection, params))
-    if values is None:  # terminal (or unknown): nothing to run
+    row = catalog.run(lambda session: session.execute(_START, params).first())
+    if row is None:  # terminal (or unknown): nothing to run
         return get_job(catalog, job_id), None
-    view = JobView.of(SimpleNamespace(**dict(zip(_COLUMN_NAMES, values, strict=True))))
+    view = JobView.of(row)
     return view, view.attempt
 
 
-def mark_running(catalog: Any, job_id: str, *, node: str | None = None,
+def mark_running(catalog: Catalog, job_id: str, *, node: str | None = None,
                  pid: int | None = None) -> int | None:
     """Start an attempt; returns its number, or None if the job is terminal."""
     return start_attempt(catalog, job_id, node=node, pid=pid)[1]
 
 
-def heartbeat(catalog: Any, job_id: str, attempt: int, *, log_uri: str | None = None) -> str:
+def heartbeat(catalog: Catalog, job_id: str, attempt: int, *, log_uri: str | None = None) -> str:
     """Refresh the heartbeat of THIS attempt; returns the job's state (RUNNING unless stopped).
 
     A worker whose attempt is no longer current (cancelled, or superseded) learns it here.
@@ -255,7 +247,7 @@ def heartbeat(catalog: Any, job_id: str, attempt: int, *, log_uri: str | None = 
     return get_job(catalog, job_id).state
 
 
-def set_checkpoint(catalog: Any, job_id: str, attempt: int, uri: str, *,
+def set_checkpoint(catalog: Catalog, job_id: str, attempt: int, uri: str, *,
                    log_uri: str | None = None) -> bool:
     """Record the latest checkpoint (and log) of this attempt, while it is current and RUNNING."""
     values: dict[str, Any] = {"checkpoint_uri": uri, "heartbeat_at": utcnow()}
@@ -264,36 +256,32 @@ def set_checkpoint(catalog: Any, job_id: str, attempt: int, uri: str, *,
     return _update(catalog, job_id, (RUNNING,), values, extra=JobRow.attempt == attempt)
 
 
-def log_text(catalog: Any, job_id: str) -> str | None:
+def log_text(catalog: Catalog, job_id: str) -> str | None:
     """The final log kept in the job's row, or None (then ``log_uri`` names a blob)."""
     return catalog.run(lambda s: s.execute(sa.select(JobRow.log_text).where(JobRow.id == job_id))
                        .scalar(), readonly=True)
 
 
-def set_log_uri(catalog: Any, job_id: str, uri: str) -> None:
+def set_log_uri(catalog: Catalog, job_id: str, uri: str) -> None:
     """Point at the latest uploaded log (allowed in any state: the final log lands after)."""
     _update(catalog, job_id, (*ACTIVE, *TERMINAL), {"log_uri": uri})
 
 
-_STATE_OF = Prepared(sa.select(_JOBS.c.state).where(_JOBS.c.id == sa.bindparam("job")))
-
-
-def succeed_in_transaction(connection: Any, job_id: str, attempt: int, adapter_id: str, *,
+def succeed_in_transaction(session: Session, job_id: str, attempt: int, adapter_id: str, *,
                            log_uri: str | None = None, log_text: str | None = None) -> None:
-    """Mark SUCCEEDED inside the publish transaction (its ``on_commit`` connection), with the
+    """Mark SUCCEEDED inside the publish transaction (its ``on_commit`` session), with the
     final log as an uploaded blob (``log_uri``) or kept in the row (``log_text``); raise,
     rolling it back, if this attempt is no longer the job's current RUNNING one."""
-    moved = _SUCCEED.rowcount(connection, {
+    moved = session.execute(_SUCCEED, {
         "job": job_id, "current": attempt, "adapter": adapter_id, "now": utcnow(),
-        "log": log_uri or None, "log_text": log_text})
+        "log": log_uri or None, "log_text": log_text}).rowcount
     if moved != 1:
-        found = _STATE_OF.first(connection, {"job": job_id})
-        state = found[0] if found else "missing"
+        state = session.scalar(sa.select(JobRow.state).where(JobRow.id == job_id)) or "missing"
         raise JobError(f"job {job_id} is {state}, not running attempt {attempt}; "
                        "its adapter is not published")
 
 
-def mark_failed(catalog: Any, job_id: str, reason: str, *, attempt: int | None = None) -> bool:
+def mark_failed(catalog: Catalog, job_id: str, reason: str, *, attempt: int | None = None) -> bool:
     """FAILED with the reason, unless the job already reached a terminal state."""
     extra = JobRow.attempt == attempt if attempt is not None else None
     return _update(catalog, job_id, ACTIVE,
@@ -301,13 +289,13 @@ def mark_failed(catalog: Any, job_id: str, reason: str, *, attempt: int | None =
                    extra=extra)
 
 
-def mark_cancelled(catalog: Any, job_id: str, reason: str = "cancelled by user") -> bool:
+def mark_cancelled(catalog: Catalog, job_id: str, reason: str = "cancelled by user") -> bool:
     """CANCELLED unless already terminal; True if this call cancelled it."""
     return _update(catalog, job_id, ACTIVE,
                    {"state": CANCELLED, "error": _one_line(reason), "finished_at": utcnow()})
 
 
-def reap_stale(catalog: Any, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
+def reap_stale(catalog: Catalog, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
     """RUNNING jobs whose heartbeat stopped (worker and driver both gone) → FAILED.
 
     Ray retries a task whose worker died while its driver lives; this catches the rest (the
@@ -315,7 +303,8 @@ def reap_stale(catalog: Any, *, stale_after_s: float = STALE_AFTER_S) -> list[st
     """
     cutoff = utcnow() - timedelta(seconds=stale_after_s)
     stale = catalog.run(lambda s: list(s.scalars(
-        sa.select(JobRow.id).where(JobRow.state == RUNNING, JobRow.heartbeat_at < cutoff))),
+        sa.select(JobRow.id).where(JobRow.state == RUNNING.value,
+                                   JobRow.heartbeat_at < cutoff))),
         readonly=True)
     reaped = []
     for job_id in stale:
@@ -328,7 +317,8 @@ def reap_stale(catalog: Any, *, stale_after_s: float = STALE_AFTER_S) -> list[st
 
 
 __all__ = [
-    "ACTIVE", "CANCELLED", "FAILED", "JobView", "PENDING", "RUNNING", "SUCCEEDED", "TERMINAL",
+    "ACTIVE", "CANCELLED", "FAILED", "JobState", "JobView", "PENDING", "RUNNING", "SUCCEEDED",
+    "TERMINAL",
     "MAX_LOG_TEXT", "create_jobs", "get_job", "heartbeat", "list_jobs", "log_text",
     "mark_cancelled", "mark_failed",
     "mark_running", "reap_stale", "set_checkpoint", "set_log_uri", "set_ray_ref",

@@ -1,5 +1,5 @@
-"""The publish protocol: validate → sha256 → upload (dedup) → ONE catalog transaction, which
-ends the upload and verifies it before its COMMIT.
+"""The publish protocol: read → validate → sha256 → upload (dedup) → ONE catalog transaction,
+which ends the upload and verifies it before its COMMIT.
 
 Why this order: the blob is in the store, verified, before any catalog row naming it commits,
 and the row plus whatever the caller needs done atomically with it (``on_commit``, e.g. marking
@@ -9,6 +9,10 @@ therefore leaves at worst an orphan blob — reported by ``zoo fsck`` and remove
 ``zoo gc`` — never a row whose blob is missing. Publishing is idempotent: the same job id, or
 the same digest under the same name, returns the adapter already in the catalog instead of a
 second row.
+
+The digest is the digest of the bytes stored: a file is read ONCE into memory, and the same
+buffer is hashed, validated and uploaded (a file that changes while it is read is refused).
+Pushing a file whose blob exists but is damaged replaces the blob with the good bytes.
 
 Crash injection (for the crash-safety tests only): when the environment variable
 ``ZOO_CRASH_AT`` equals one of ``CRASH_POINTS`` the publishing process SIGKILLs itself at that
@@ -21,22 +25,24 @@ import contextlib
 import hashlib
 import os
 import signal
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.adapter_meta import AdapterHeader, parse_adapter_header, read_adapter_header
-from zoo.errors import AdapterFormatError, IntegrityError
-from zoo.storage.blobstore import BlobStore, sha256_file
+from sqlalchemy.orm import Session
+
+from zoo.adapter_meta import parse_adapter_header
+from zoo.errors import IntegrityError
+from zoo.names import parse_name_alias, parse_tags, validate_name
+from zoo.storage.blobstore import BlobStore
+from zoo.storage.db import Catalog
 
 CRASH_ENV = "ZOO_CRASH_AT"
 CRASH_POINTS = ("before-upload", "after-upload", "in-transaction")
 
-# (connection, adapter_id) inside the publish transaction: a SQLAlchemy Connection or the raw
-# one of ``Catalog.run_raw``; both run ``zoo.storage.prepared.Prepared`` statements.
-OnCommit = Callable[[Any, str], None]
+# (session, adapter_id) inside the publish transaction, e.g. marking the job SUCCEEDED
+OnCommit = Callable[[Session, str], None]
 
 
 def crash_point(name: str) -> None:
@@ -61,8 +67,10 @@ class PublishResult:
         return str(self.adapter["digest"])
 
 
+
+
 def publish(
-    catalog: Any,
+    catalog: Catalog,
     store: BlobStore,
     source: str | os.PathLike[str] | bytes,
     *,
@@ -73,137 +81,107 @@ def publish(
     dataset_fingerprint: str | None = None,
     on_commit: OnCommit | None = None,
     job_running: bool = False,
+    base: str | None = None,
+    base_location: str | None = None,
 ) -> PublishResult:
     """Publish a zoo adapter file, a PEFT LoRA directory, or an adapter file's bytes already
-    in memory (a worker's fresh adapter: no temp file written and read back) under ``name``.
+    in memory (a worker's fresh adapter) under ``name``.
 
-    ``aliases`` are ``NAME@ALIAS`` (or a bare ``ALIAS`` meaning ``name@ALIAS``).
+    ``aliases`` are ``NAME@ALIAS`` (or a bare ``ALIAS`` meaning ``name@ALIAS``). ``base`` names
+    a registered base model (``zoo push --base``); ``base_location`` is where a training job
+    found its base (the job registers it): see :mod:`zoo.storage.bases`.
     ``job_running=True`` says the caller runs the job's current attempt, so the job has
     published nothing yet: the lookup that spares a retried job its upload is skipped (the
     commit still re-checks the job id inside its transaction).
     """
-    from zoo.names import parse_name_alias, parse_tags, validate_name
-
     name = validate_name(name)
-    labels = {
-        "name": name, "tags": [str(t) for t in parse_tags(list(tags))],
-        "aliases": [f"{n}@{a}" for n, a in (parse_name_alias(x, default_name=name)
-                                           for x in aliases)],
-        "job_id": job_id, "dataset_fingerprint": dataset_fingerprint, "on_commit": on_commit,
-        "job_running": job_running,
-    }
-    if isinstance(source, bytes):
-        return _publish(catalog, store, _in_memory(store, source), **labels)
-    path = Path(source)
-    if path.is_dir():
-        from zoo.storage.peft_import import peft_dir_to_file
-
-        with tempfile.TemporaryDirectory(prefix="zoo-peft-") as tmp:
-            converted = peft_dir_to_file(path, Path(tmp) / "adapter.safetensors")
-            return _publish(catalog, store, _on_disk(store, converted), **labels)
-    if not path.exists():
-        raise FileNotFoundError(f"nothing to push at {path}: no such file or directory")
-    return _publish(catalog, store, _on_disk(store, path), **labels)
-
-
-@dataclass(frozen=True)
-class _Source:
-    """An adapter to publish: its validated header, and how to hash and upload its bytes."""
-
-    header: AdapterHeader
-    measure: Callable[[], tuple[str, int]]  # (sha256, size)
-    start_put: Callable[[str], Callable[[], None]]  # start the upload; call the result to end it
-
-
-def _on_disk(store: BlobStore, path: Path) -> _Source:
-    def put(digest: str) -> Callable[[], None]:
-        store.put_file(digest, path)
-        return lambda: None
-
-    return _Source(read_adapter_header(path), lambda: sha256_file(path), put)  # torch-free
-
-
-def _in_memory(store: BlobStore, data: bytes) -> _Source:
-    header = parse_adapter_header(data, source="adapter")
-    if header.file_size != len(data):
-        raise AdapterFormatError(f"adapter: {len(data)} bytes, but its header describes "
-                                 f"{header.file_size}")
-    return _Source(header, lambda: (hashlib.sha256(data).hexdigest(), len(data)),
-                   lambda digest: store.start_put_bytes(digest, data))
-
-
-def _publish(catalog: Any, store: BlobStore, source: _Source, *, name: str, tags: list[str],
-             aliases: list[str], job_id: str | None, dataset_fingerprint: str | None,
-             on_commit: OnCommit | None, job_running: bool) -> PublishResult:
-    """Upload (verified), then the ONE catalog transaction."""
-    from zoo.storage.catalog import adapter_to_dict, add_planned, insert_adapter, plan_adapter
-
+    tag_list = [str(t) for t in parse_tags(list(tags))]
+    alias_list = [f"{n}@{a}" for n, a in (parse_name_alias(x, default_name=name) for x in aliases)]
+    data = source if isinstance(source, bytes) else read_source(Path(source))
+    header = parse_adapter_header(data, source="adapter" if isinstance(source, bytes)
+                                  else str(source))
     if job_id is not None and not job_running:
         existing = _published_by_job(catalog, job_id)
         if existing is not None:  # a retried job never publishes twice
             return PublishResult(adapter=existing, uploaded=False)
-    digest, size = source.measure()
+    from zoo.storage.catalog import adapter_to_dict, add_planned, plan_adapter
+
+    digest = hashlib.sha256(data).hexdigest()
     plan = plan_adapter(  # every field is checked before the upload
-        digest=digest, size=size, config=source.header.config, name=name, job_id=job_id,
-        dataset_fingerprint=dataset_fingerprint, tags=tags, aliases=aliases)
+        digest=digest, size=len(data), config=header.config, name=name, job_id=job_id,
+        dataset_fingerprint=dataset_fingerprint, tags=tag_list, aliases=alias_list)
     crash_point("before-upload")
     # The upload starts now and ends inside the transaction, before its COMMIT: a row never
     # commits before its blob is stored and verified, and the adapter's fsync (a local
     # store's) runs while the transaction's statements do.
-    upload = _Upload(store, digest, size, source.start_put)
+    upload = _Upload(store, digest, data)
 
-    def commit_new(connection: Any) -> dict[str, Any] | None:
-        """A new adapter, on the raw connection: its row is what was written."""
-        if insert_adapter(connection, plan) is None:
-            return None  # published before: labelled and returned by commit_existing
+    def commit(session: Session) -> dict[str, Any]:
+        row = add_planned(session, plan, base=base, base_location=base_location)
         if on_commit is not None:
-            on_commit(connection, plan.values["id"])
+            on_commit(session, row.id)
         upload.finish()
         crash_point("in-transaction")  # the INSERT has run: a kill now hits an open transaction
-        return plan.to_dict()
-
-    def commit_existing(session: Any) -> dict[str, Any]:
-        row = add_planned(session, plan)
-        if on_commit is not None:
-            on_commit(session.connection(), row.id)
-        upload.finish()
-        crash_point("in-transaction")
         return adapter_to_dict(row)
 
     try:  # one transaction, re-run whole if the database was busy
-        adapter = catalog.run_raw(commit_new) or catalog.run(commit_existing)
+        adapter = catalog.run(commit)
     except BaseException:
         upload.settle()  # the blob still lands, as an orphan for gc: no temp file left behind
         raise
     return PublishResult(adapter=adapter, uploaded=upload.uploaded)
 
 
-def _published_by_job(catalog: Any, job_id: str) -> dict[str, Any] | None:
-    from sqlalchemy import select
+def read_source(path: Path) -> bytes:
+    """The bytes of an adapter file (or a PEFT directory converted to one), read once.
 
-    from zoo.storage.catalog import adapter_to_dict, resolve_ref
-    from zoo.storage.tables import AdapterRow
+    A file that changes while it is read (size, mtime or inode differ before and after) is
+    refused: its bytes would be a mix of two versions."""
+    if path.is_dir():
+        from zoo.peft_io import check_peft_dir
 
-    with catalog.transaction(readonly=True) as session:
-        found = session.scalars(select(AdapterRow.id).where(AdapterRow.job_id == job_id)).first()
-        return None if found is None else adapter_to_dict(resolve_ref(session, found))
+        check_peft_dir(path)  # torch-free: a pickle-only directory never imports torch
+        from zoo.adapter import Adapter
+
+        return Adapter.from_peft(path).to_bytes()
+    try:
+        before = os.stat(path)
+        with open(path, "rb") as fh:
+            data = fh.read()
+            after = os.fstat(fh.fileno())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"nothing to push at {path}: no such file or directory") from None
+    if (before.st_size, before.st_mtime_ns, before.st_ino) != \
+            (after.st_size, after.st_mtime_ns, after.st_ino) or len(data) != after.st_size:
+        raise IntegrityError(f"{path} changed while it was being read; push it again once "
+                             "nothing writes it")
+    return data
+
+
+def _published_by_job(catalog: Catalog, job_id: str) -> dict[str, Any] | None:
+    from zoo.storage.catalog import adapter_to_dict, published_by_job
+
+    def find(session: Session) -> dict[str, Any] | None:
+        row = published_by_job(session, job_id)
+        return None if row is None else adapter_to_dict(row)
+
+    return catalog.run(find, readonly=True)
 
 
 class _Upload:
     """An adapter's upload, started before the catalog transaction and finished inside it.
 
-    Nothing is uploaded when an object of the right size is there already: it is touched
-    instead, so a concurrent ``gc`` (which spares blobs younger than its grace period) cannot
-    delete it between this check and the catalog commit.
+    Nothing is uploaded when the store already holds these exact bytes (re-hashed to be sure):
+    the blob is touched instead, so a concurrent ``gc`` (which spares blobs younger than its
+    grace period) cannot delete it between this check and the catalog commit. A blob of that
+    digest whose bytes are damaged is replaced.
     """
 
-    def __init__(self, store: BlobStore, digest: str, size: int,
-                 start_put: Callable[[str], Callable[[], None]]) -> None:
-        self.store, self.digest, self.size = store, digest, size
-        info = store.stat(digest)
-        self.uploaded = not (info is not None and info.size == size)
+    def __init__(self, store: BlobStore, digest: str, data: bytes) -> None:
+        self.store, self.digest, self.size = store, digest, len(data)
+        self.uploaded = not _intact(store, digest, len(data))
         if self.uploaded:
-            self._end: Callable[[], None] | None = start_put(digest)
+            self._end: Callable[[], None] | None = store.start_put_bytes(digest, data)
         else:
             store.touch(digest)
             self._end = None
@@ -229,3 +207,16 @@ class _Upload:
         if end is not None:
             with contextlib.suppress(Exception):
                 end()
+
+
+def _intact(store: BlobStore, digest: str, size: int) -> bool:
+    """Whether the store already holds exactly these bytes under ``digest``."""
+    info = store.stat(digest)
+    if info is None or info.size != size:
+        return False
+    from zoo.errors import NotFoundError
+
+    try:
+        return store.hash_blob(digest) == (digest, size)
+    except NotFoundError:  # deleted since the stat
+        return False

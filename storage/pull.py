@@ -9,6 +9,10 @@ skipped when they match (a damaged one is replaced); PEFT / merged directories a
 their ``.zoo-adapter.json`` names the same digest. Re-running a pull of thousands is cheap.
 Pulled files are not fsynced: a file torn by a power cut fails the re-hash and is re-fetched.
 
+Converting is the domain's work (``zoo.peft_io`` and ``zoo.merge``); a merged pull loads the
+base from its REGISTERED location and checks its digest (``zoo.storage.bases``), never from the
+name written inside the adapter file.
+
 Output layout (collision-free: an id names exactly one digest, forever):
 
 - ``native``: ``<out>/<name>-<id>.safetensors`` — the adapter file, byte-identical to the blob.
@@ -24,15 +28,17 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ConfigError, IntegrityError, NotFoundError
-from zoo.storage.blobstore import BlobStore, sha256_file
+from zoo.errors import ConfigError, NotFoundError
+from zoo.files import landing, remove, sha256_file, temp_path
+from zoo.storage.bases import BaseLocation
+from zoo.storage.blobstore import BlobStore
+from zoo.storage.db import Catalog
+from zoo.storage.fetch import fetch_verified
 from zoo.storage.parallel import ProgressFn, run_parallel
 
 FORMATS = ("native", "peft", "merged")
@@ -47,6 +53,7 @@ class PullItem:
     name: str
     digest: str
     size: int
+    base: BaseLocation | None = None  # where a merged pull loads the base from
 
     @property
     def stem(self) -> str:
@@ -84,13 +91,15 @@ class PullResult:
                 "skipped": self.skipped, "adapters": [asdict(a) for a in self.adapters]}
 
 
-def resolve_items(catalog: Any, refs: Sequence[str] = (), *, tag: str | None = None,
-                  query: str | None = None) -> list[PullItem]:
+def resolve_items(catalog: Catalog, refs: Sequence[str] = (), *, tag: str | None = None,
+                  query: str | None = None, with_base: bool = False) -> list[PullItem]:
     """Resolve refs / a tag / a query to adapters (deduplicated; refs first, then by age).
 
     Same semantics as ``catalog.resolve_many`` (each ref must resolve; tag AND query), but it
     selects only the four columns a pull needs: resolving 1,000 adapters is one light query
-    instead of loading tags, aliases and metrics for every row.
+    instead of loading tags, aliases and metrics for every row. ``with_base`` adds each
+    adapter's registered base location (a merged pull needs it; an unregistered base is an
+    error that says how to register it).
     """
     from sqlalchemy import select
 
@@ -111,14 +120,18 @@ def resolve_items(catalog: Any, refs: Sequence[str] = (), *, tag: str | None = N
                     .where(*compile_query(text)).order_by(AdapterRow.created_at, AdapterRow.id))
             for id_, name, digest, size in session.execute(stmt):
                 items.setdefault(id_, PullItem(id_, name, digest, int(size)))
-    if not items:
-        what = f"tag {tag!r}" if tag is not None else f"query {query!r}"
-        raise NotFoundError(f"no adapter matches {what}")
+        if not items:
+            what = f"tag {tag!r}" if tag is not None else f"query {query!r}"
+            raise NotFoundError(f"no adapter matches {what}")
+        if with_base:
+            from zoo.storage.bases import location_of
+
+            items = {i: replace(item, base=location_of(session, i)) for i, item in items.items()}
     return list(items.values())
 
 
 def pull(
-    catalog: Any,
+    catalog: Catalog,
     store: BlobStore,
     refs: Sequence[str] = (),
     *,
@@ -134,7 +147,7 @@ def pull(
         raise ConfigError(f"format {format!r} is not one of {', '.join(FORMATS)}")
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    items = resolve_items(catalog, refs, tag=tag, query=query)
+    items = resolve_items(catalog, refs, tag=tag, query=query, with_base=format == "merged")
     return pull_items(store, items, out_dir=out_dir, format=format, workers=workers,
                       progress=progress)
 
@@ -144,119 +157,64 @@ def pull_items(store: BlobStore, items: Sequence[PullItem], *, out_dir: str | os
                progress: ProgressFn | None = None) -> PullResult:
     """Download already-resolved items (the part after the catalog lookup)."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     if format == "native":
         fn = lambda item: _pull_native(store, item, out)  # noqa: E731
-    elif format == "peft":
-        fn = lambda item: _pull_converted(store, item, out, _write_peft, "")  # noqa: E731
     else:
-        fn = lambda item: _pull_converted(store, item, out, _write_merged, "-merged")  # noqa: E731
-        workers = 1  # each merge holds a whole base model in memory
+        fn = lambda item: _pull_converted(store, item, out, format)  # noqa: E731
+        workers = 1 if format == "merged" else workers  # a merge holds a whole base in memory
     results = run_parallel(items, fn, workers=workers, progress=progress,
                            size_of=lambda item, _res: item.size)
     return PullResult(out_dir=str(out), format=format, adapters=results)
 
 
-def _tmp_path(out: Path, final_name: str) -> Path:
-    return out / f".{final_name}.{secrets.token_hex(6)}.incomplete"
-
-
-def _download_verified(store: BlobStore, item: PullItem, tmp: Path) -> None:
-    """Fetch the blob into ``tmp`` and check its sha256 and size against the catalog."""
-    try:
-        digest, size = store.get_file(item.digest, tmp, size=item.size)
-    except NotFoundError:
-        raise IntegrityError(
-            f"adapter {item.id} ({item.name}): blob sha256:{item.digest} is missing from "
-            f"store {store.url} (run `zoo fsck`)"
-        ) from None
-    if size != item.size or digest != item.digest:
-        what = (f"truncated/extended: {size} bytes, expected {item.size}" if size != item.size
-                else f"content hashes to sha256:{digest}")
-        raise IntegrityError(
-            f"adapter {item.id} ({item.name}): blob sha256:{item.digest} failed verification "
-            f"({what}); nothing was written"
-        )
+def _what(item: PullItem) -> str:
+    return f"adapter {item.id} ({item.name})"
 
 
 def _pull_native(store: BlobStore, item: PullItem, out: Path) -> Pulled:
     final = out / f"{item.stem}.safetensors"
     if final.is_file() and sha256_file(final) == (item.digest, item.size):
         return _pulled(item, final, skipped=True)
-    tmp: Path | None = _tmp_path(out, final.name)
-    try:
-        _download_verified(store, item, tmp)  # type: ignore[arg-type]
-        os.replace(tmp, final)  # type: ignore[arg-type]
-        tmp = None
-    finally:
-        if tmp is not None:
-            _remove(tmp)
+    fetch_verified(store, item.digest, final, size=item.size, what=_what(item))
     return _pulled(item, final, skipped=False)
 
 
-def _pull_converted(store: BlobStore, item: PullItem, out: Path, write: Any,
-                    suffix: str) -> Pulled:
+def _pull_converted(store: BlobStore, item: PullItem, out: Path, format: str) -> Pulled:
     """Download + verify the native file, convert it into a temp dir, rename the dir in."""
-    final = out / f"{item.stem}{suffix}"
+    final = out / (item.stem if format == "peft" else f"{item.stem}-merged")
     if _marker_digest(final) == item.digest:
         return _pulled(item, final, skipped=True)
-    tmp_file: Path | None = _tmp_path(out, f"{final.name}.safetensors")
-    tmp_dir: Path | None = _tmp_path(out, final.name)
-    old: Path | None = None
+    native = temp_path(out / f"{final.name}.safetensors")
     try:
-        _download_verified(store, item, tmp_file)  # type: ignore[arg-type]
-        write(tmp_file, tmp_dir, item)
-        (tmp_dir / MARKER).write_text(  # type: ignore[operator]
-            json.dumps({"id": item.id, "name": item.name, "digest": item.digest}) + "\n")
-        if final.exists():  # a stale or foreign export under our name: move it aside first
-            old = _tmp_path(out, final.name + ".old")
-            os.replace(final, old)
-        os.replace(tmp_dir, final)  # type: ignore[arg-type]
-        tmp_dir = None
+        fetch_verified(store, item.digest, native, size=item.size, what=_what(item))
+        from zoo.adapter import Adapter
+
+        adapter = Adapter.load(native)
+        with landing(final, directory=True) as tmp:
+            if format == "peft":
+                from zoo.peft_io import write_peft_files
+
+                write_peft_files(adapter, tmp)
+            else:
+                _merge(store, item, adapter, tmp)
+            (tmp / MARKER).write_text(
+                json.dumps({"id": item.id, "name": item.name, "digest": item.digest}) + "\n")
     finally:
-        for p in (tmp_file, tmp_dir, old):
-            if p is not None:
-                _remove(p)
+        remove(native)
     return _pulled(item, final, skipped=False)
 
 
-def _write_peft(native: Path, dest: Path, item: PullItem) -> None:
-    from zoo.adapter import Adapter
+def _merge(store: BlobStore, item: PullItem, adapter: Any, dest: Path) -> None:
+    """The adapter folded into its REGISTERED base (loaded and digest-checked)."""
+    from zoo.merge import save_merged_from
+    from zoo.storage.bases import load_base_dir
 
-    Adapter.load(native).to_peft(dest)
-
-
-def _write_merged(native: Path, dest: Path, item: PullItem) -> None:
-    """Base model (offline, from its directory or the local cache) with the adapter folded in."""
-    from types import SimpleNamespace
-
-    from zoo.adapter import Adapter
-    from zoo.base_models import load_base, load_tokenizer
-
-    adapter = Adapter.load(native)
-    cfg = adapter.config
-    labels = None
-    if cfg["task"] == "seq-cls":
-        labels = cfg.get("label_names") or _label_names(adapter)
-    try:  # a base saved without a tokenizer still merges; the tokenizer is copied when present
-        tokenizer = load_tokenizer(cfg["base_model"])
-    except (ConfigError, OSError, ValueError):
-        tokenizer = None
-    model, _ = load_base(cfg["base_model"], cfg["task"], label_names=labels,
-                         dtype=cfg.get("dtype", "float32"),
-                         tokenizer=tokenizer or SimpleNamespace(pad_token_id=None))
-    merged = adapter.merge_into(model)
-    merged.save_pretrained(dest)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(dest)
-
-
-def _label_names(adapter: Any) -> list[str]:
-    """Generic label names sized from the saved classification head's weight."""
-    for key, tensor in adapter.saved_tensors().items():
-        if key.endswith(".weight") and tensor.dim() == 2:
-            return [f"LABEL_{i}" for i in range(tensor.shape[0])]
-    raise ConfigError(f"seq-cls adapter has no saved head to size the labels of {adapter!r}")
+    if item.base is None:
+        raise ConfigError(f"{_what(item)}: its base model has no registered location")
+    save_merged_from(adapter, load_base_dir(item.base, store.url), dest)
 
 
 def _marker_digest(path: Path) -> str | None:
@@ -268,10 +226,3 @@ def _marker_digest(path: Path) -> str | None:
 
 def _pulled(item: PullItem, path: Path, *, skipped: bool) -> Pulled:
     return Pulled(item.id, item.name, item.digest, item.size, str(path), skipped)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

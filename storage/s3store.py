@@ -260,6 +260,82 @@ class S3BlobStore:
         return h.hexdigest(), size
 
 
+    # ---- named objects outside the blob space: the store's binding, s3:// inputs -----------
+    def _meta_key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def read_meta(self, name: str) -> bytes | None:
+        """A small named object at the store's root (None when absent)."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._meta_key(name))["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise self._fail_key("read", self._meta_key(name), exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail_key("read", self._meta_key(name), exc) from exc
+
+    def write_meta(self, name: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._meta_key(name), Body=data)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail_key("write", self._meta_key(name), exc) from exc
+
+    def head_key(self, key: str) -> tuple[int, str] | None:
+        """(size, ETag) of any object in this bucket, or None when absent."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise self._fail_key("stat", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail_key("stat", key, exc) from exc
+        return int(head["ContentLength"]), str(head.get("ETag", ""))
+
+    def get_key(self, key: str, dest: str | os.PathLike[str]) -> tuple[str, int]:
+        """Download any object of this bucket to ``dest``; (sha256, size) of what was written."""
+        try:
+            return self._stream_to(key, dest)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise NotFoundError(f"s3://{self.bucket}/{key} does not exist") from None
+            raise self._fail_key("download of", key, exc) from exc
+        except (BotoCoreError, OSError) as exc:
+            raise self._fail_key("download of", key, exc) from exc
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """(key, size) of every object under ``prefix`` in this bucket."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                       Prefix=prefix)
+        try:
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    yield obj["Key"], int(obj["Size"])
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail_key("list", prefix, exc) from exc
+
+    def _fail_key(self, what: str, key: str, exc: Exception) -> StoreError:
+        if _code(exc) == "NoSuchBucket":
+            return StoreError(f"{what} s3://{self.bucket}/{key}: bucket {self.bucket!r} does "
+                              "not exist")
+        return StoreError(f"{what} s3://{self.bucket}/{key} failed: {type(exc).__name__}: {exc}")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` → (bucket, key); ConfigError when either part is missing."""
+    from zoo.errors import ConfigError
+
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        raise ConfigError(f"{uri!r} is not s3://bucket/key")
+    return bucket, key
+
+
 def _code(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))

@@ -21,18 +21,20 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from zoo.errors import ConfigError, IntegrityError
+from zoo.errors import ConfigError, IntegrityError, NotFoundError
+from zoo.files import landing, safe_join, sha256_file, write_atomic
 from zoo.jobspec import JobSpec
-from zoo.storage.blobstore import BlobStore, open_store, sha256_file
+from zoo.storage.blobstore import BlobStore, open_store
+from zoo.storage.fetch import fetch_bytes, fetch_cached
+from zoo.untrusted import UntrustedInputError, load_json
 
 BLOB_SCHEME = "zoo-blob:sha256:"
 MODEL_SCHEME = "zoo-model:sha256:"
 ARTIFACTS = "jobs"
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 def artifact_store_url(store_url: str) -> str:
@@ -106,20 +108,17 @@ def put_bytes(store: BlobStore, data: bytes) -> str:
     return digest
 
 
+MAX_SMALL_BLOB = 512 * 1024 * 1024  # logs, manifests, checkpoints of adapter training
+
+
 def get_bytes(store: BlobStore, digest: str) -> bytes:
-    """Download a (small) blob into memory, verifying its digest."""
-    fd, tmp = tempfile.mkstemp(prefix=".zoo-get-")
-    os.close(fd)
-    try:
-        got, _ = store.get_file(digest, tmp)
-        if got != digest:
-            raise IntegrityError(f"blob {digest} in {store.url} has digest {got}")
-        return Path(tmp).read_bytes()
-    finally:
-        os.unlink(tmp)
+    """A small blob's bytes (a log, a manifest, a checkpoint), verified against its digest."""
+    return fetch_bytes(store, digest, max_size=MAX_SMALL_BLOB)
 
 
-def _upload_model_dir(store: BlobStore, root: Path) -> str:
+def upload_model_dir(store: BlobStore, root: Path) -> str:
+    """Every file of a model directory as a blob, plus the manifest naming them; returns the
+    manifest's digest (``zoo-model:sha256:<it>`` loads the directory anywhere)."""
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
@@ -146,7 +145,7 @@ def stage_inputs(specs: list[JobSpec], store_url: str,
             if on_upload is not None:
                 on_upload(value)
             if model:
-                done[value] = MODEL_SCHEME + _upload_model_dir(store, Path(value))
+                done[value] = MODEL_SCHEME + upload_model_dir(store, Path(value))
             else:  # the file name rides along as a fragment: it names the eval dataset
                 done[value] = blob_uri(put_file(store, value)) + "#" + Path(value).name
         return done[value]
@@ -172,24 +171,6 @@ def cache_dir(home: str | None = None) -> Path:
     return root
 
 
-def _fetch_blob_to(store: BlobStore, digest: str, dest: Path) -> Path:
-    if dest.is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".incomplete", dir=dest.parent)
-    os.close(fd)
-    try:
-        got, _ = store.get_file(digest, tmp)
-        if got != digest:
-            raise IntegrityError(f"input blob {digest} in {store.url} has digest {got}")
-        os.replace(tmp, dest)
-        tmp = None
-    finally:
-        if tmp is not None:
-            os.unlink(tmp)
-    return dest
-
-
 _FETCHED: dict[tuple[str, ...], tuple[Path, tuple[str, str]]] = {}
 
 
@@ -208,14 +189,15 @@ def _fetch_key(uri: str, store_url: str, home: str | None) -> tuple[str, ...]:
 
 
 def fetch_data(uri: str, store_url: str, *, home: str | None = None) -> str:
-    """A local path for a data URI (cached per node)."""
+    """A local path for a data URI (cached per node, verified)."""
     if uri.startswith(BLOB_SCHEME):
         key = _fetch_key(uri, store_url, home)
         if (hit := _fetched(key)) is not None:
             return hit[0]
         digest = digest_of(uri)
-        path = _fetch_blob_to(open_artifacts(store_url), digest,
-                              cache_dir(home) / "data" / f"{digest}.jsonl")
+        path = fetch_cached(open_artifacts(store_url), digest,
+                            cache_dir(home) / "data" / f"{digest}.jsonl",
+                            what=f"data file {data_name(uri)}")
         _FETCHED[key] = (path, (str(path), ""))
         return str(path)
     if uri.startswith("s3://"):
@@ -230,78 +212,68 @@ def fetch_model(uri: str, store_url: str, *, home: str | None = None) -> tuple[s
         if (hit := _fetched(key)) is not None:
             return hit
         digest = digest_of(uri)
-        store = open_artifacts(store_url)
         root = cache_dir(home) / "models" / digest
-        if (root / ".complete").is_file():
-            found = (str(root),
-                     (root / ".complete").read_text().split("\n", 1)[-1] or digest[:12])
-            _FETCHED[key] = (root / ".complete", found)
-            return found
-        manifest = json.loads(get_bytes(store, digest))
-        for rel, file_digest in manifest["files"].items():
-            if ".." in Path(rel).parts or Path(rel).is_absolute():
-                raise IntegrityError(f"model manifest {digest} names an unsafe path {rel!r}")
-            _fetch_blob_to(store, file_digest, root / rel)
-        (root / ".complete").write_text(f"{digest}\n{manifest.get('name') or ''}")
-        return str(root), str(manifest.get("name") or digest[:12])
+        done = root / ".complete"
+        if not done.is_file():
+            _fetch_manifest(open_artifacts(store_url), digest, root)
+        found = (str(root), done.read_text().split("\n", 1)[-1] or digest[:12])
+        _FETCHED[key] = (done, found)
+        return found
     if uri.startswith("s3://"):
         return str(_fetch_s3_prefix(uri, cache_dir(home) / "models")), uri
     return uri, uri  # a hub id (resolved from the HF cache) or a local path
 
 
-def _s3_client() -> Any:
-    from zoo.storage.s3store import make_client
-
-    return make_client()
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    if not bucket or not key:
-        raise ConfigError(f"{uri!r} is not s3://bucket/key")
-    return bucket, key
+def _fetch_manifest(store: BlobStore, digest: str, root: Path) -> None:
+    """Every file a model manifest lists, verified, at paths that stay under ``root``."""
+    try:
+        manifest = load_json(get_bytes(store, digest), max_bytes=MAX_MANIFEST_BYTES)
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError
+    except (UntrustedInputError, KeyError, TypeError):
+        raise IntegrityError(f"model manifest {digest} is not a valid manifest") from None
+    targets = {rel: safe_join(root, rel) for rel in files}  # every name checked before I/O
+    for rel, file_digest in files.items():
+        fetch_cached(store, str(file_digest), targets[rel], what=f"model file {rel}")
+    write_atomic(root / ".complete", f"{digest}\n{manifest.get('name') or ''}".encode())
 
 
 def _fetch_s3_object(uri: str, root: Path) -> Path:
-    import hashlib
+    """An ``s3://`` data file, through the S3 store class (its errors are zoo errors), cached
+    per object version (ETag)."""
+    from zoo.storage.s3store import S3BlobStore, split_s3_uri
 
-    bucket, key = _split_s3(uri)
-    client = _s3_client()
-    head = client.head_object(Bucket=bucket, Key=key)
-    tag = hashlib.sha256(f"{uri}\0{head.get('ETag')}".encode()).hexdigest()
+    bucket, key = split_s3_uri(uri)
+    store = S3BlobStore(bucket)
+    head = store.head_key(key)
+    if head is None:
+        raise NotFoundError(f"{uri} does not exist")
+    tag = hashlib.sha256(f"{uri}\0{head[1]}".encode()).hexdigest()
     dest = root / f"s3-{tag}{Path(key).suffix}"
     if not dest.is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".incomplete")
-        os.close(fd)
-        client.download_file(bucket, key, tmp)
-        os.replace(tmp, dest)
+        with landing(dest) as tmp:
+            store.get_key(key, tmp)
     return dest
 
 
 def _fetch_s3_prefix(uri: str, root: Path) -> Path:
-    import hashlib
+    """A model directory under an ``s3://`` prefix; every key must stay inside the folder."""
+    from zoo.storage.s3store import S3BlobStore, split_s3_uri
 
-    bucket, prefix = _split_s3(uri.rstrip("/") + "/")
+    bucket, prefix = split_s3_uri(uri.rstrip("/") + "/")
     dest = root / ("s3-" + hashlib.sha256(uri.encode()).hexdigest()[:32])
     if (dest / ".complete").is_file():
         return dest
-    client = _s3_client()
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    for page in pages:
-        for obj in page.get("Contents", ()):
-            rel = obj["Key"][len(prefix):]
-            if not rel or ".." in Path(rel).parts:
-                continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".incomplete")
-            os.close(fd)
-            client.download_file(bucket, obj["Key"], tmp)
-            os.replace(tmp, target)
+    store = S3BlobStore(bucket)
+    keys = [(key, key[len(prefix):]) for key, _ in store.list_keys(prefix)]
+    targets = {key: safe_join(dest, rel) for key, rel in keys}  # all checked before any write
+    for key, target in targets.items():
+        with landing(target) as tmp:
+            store.get_key(key, tmp)
     if not (dest / "config.json").is_file():
         raise ConfigError(f"base_model: {uri} holds no config.json")
-    (dest / ".complete").write_text(uri)
+    write_atomic(dest / ".complete", uri.encode())
     return dest
 
 

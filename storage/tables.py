@@ -91,7 +91,9 @@ class Base(DeclarativeBase):
 
 
 class BaseModelRow(Base):
-    """A base model an adapter applies to, as the user named it plus its fingerprint."""
+    """A base model adapters apply to: a name, its fingerprint and, once registered, where it
+    is loaded from. Eval and merged pulls load ONLY from ``location`` (never from a name an
+    uploaded file carries) and check the digest of what they loaded."""
 
     __tablename__ = "base_models"
     __table_args__ = (
@@ -100,7 +102,11 @@ class BaseModelRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(512))
-    digest: Mapped[str | None] = mapped_column(String(128))
+    digest: Mapped[str | None] = mapped_column(String(128), index=True)
+    # Where the registered base is loaded from (a local directory, s3:// prefix, hub id, or a
+    # zoo-model: manifest in the store); NULL until someone registers it (`zoo base add`).
+    location: Mapped[str | None] = mapped_column(String(1024))
+    registered_at: Mapped[datetime | None]
 
 
 # NULLs are distinct in a unique constraint: this expression index also makes a digest-less
@@ -251,3 +257,12 @@ class EvalRow(Base):
     adapter: Mapped[AdapterRow] = relationship(lazy="raise", back_populates="eval_results")
 
 
+
+
+class CatalogMeta(Base):
+    """Small facts about the catalog itself: its identity and the store it is bound to."""
+
+    __tablename__ = "catalog_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

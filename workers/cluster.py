@@ -80,7 +80,12 @@ def job_client(address: str) -> Any:
         if "401" in text or "auth" in text.lower() or "token" in text.lower():
             hint = (" (token authentication: set RAY_AUTH_TOKEN, or put the cluster's token in"
                     " ~/.ray/auth_token, and RAY_AUTH_MODE=token)")
-        raise ConfigError(f"cannot reach the Ray job server at {url}: {text}{hint}") from None
+        from zoo.settings import redact_url
+        from zoo.untrusted import clip
+
+        shown = redact_url(url)
+        raise ConfigError(f"cannot reach the Ray job server at {shown}: "
+                          f"{clip(text.replace(url, shown))}{hint}") from None
 
 
 __all__ = ["connect", "job_client", "prepare_token_auth", "shutdown_if_started",

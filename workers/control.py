@@ -20,9 +20,9 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from zoo.storage import jobs, staging
+from zoo.storage.db import Catalog
 
 
 def pid_alive(pid: int) -> bool:
@@ -52,7 +52,7 @@ def _is_ray_worker(pid: int) -> bool:
     return "ray" in cmd.lower() or "default_worker" in cmd or "zoo.workers" in cmd
 
 
-def cancel_jobs(catalog: Any, job_ids: Sequence[str], *, wait_s: float = 30.0,
+def cancel_jobs(catalog: Catalog, job_ids: Sequence[str], *, wait_s: float = 30.0,
                 kill_local: bool = True) -> dict[str, str]:
     """Cancel each job; returns job id → outcome text (``cancelled``, ``already SUCCEEDED``…).
 
@@ -85,7 +85,7 @@ def cancel_jobs(catalog: Any, job_ids: Sequence[str], *, wait_s: float = 30.0,
     return outcomes
 
 
-def read_log(catalog: Any, store_url: str, job_id: str) -> tuple[jobs.JobView, bytes]:
+def read_log(catalog: Catalog, store_url: str, job_id: str) -> tuple[jobs.JobView, bytes]:
     """The job and its log: the final one kept in its row, else the latest uploaded (empty
     before the first heartbeat)."""
     view = jobs.get_job(catalog, job_id)
@@ -99,7 +99,7 @@ def read_log(catalog: Any, store_url: str, job_id: str) -> tuple[jobs.JobView, b
     return view, staging.get_bytes(store, staging.digest_of(view.log_uri))
 
 
-def stream_log(catalog: Any, store_url: str, job_id: str, write: Callable[[str], None], *,
+def stream_log(catalog: Catalog, store_url: str, job_id: str, write: Callable[[str], None], *,
                follow: bool = False, poll_s: float = 1.0) -> jobs.JobView:
     """Write the log; with ``follow`` keep writing new lines until the job is terminal."""
     shown = 0

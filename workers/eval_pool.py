@@ -20,41 +20,18 @@ filesystem between driver and workers is assumed.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ConfigError, IntegrityError, NotFoundError, ZooError
+from zoo.errors import ConfigError, NotFoundError, ZooError
+from zoo.storage.db import Catalog
+from zoo.storage.evals import EvalItem, already_evaluated, select_items, write_results
 
-ERROR_METRIC = "error"
 DEFAULT_CHUNK = 64
-
-
-@dataclass(frozen=True)
-class EvalItem:
-    """One adapter to evaluate, as the catalog describes it."""
-
-    id: str
-    name: str
-    digest: str
-    size: int
-    base_model: str
-    task: str
-    labels: tuple[str, ...] | None = None
-    # where a zoo job found its base (``zoo-model:sha256:…`` staged by `zoo submit`, or
-    # s3://…): the name in the adapter is then only a display name, loadable nowhere
-    base_location: str | None = None
-
-    @property
-    def group(self) -> tuple[str, str, tuple[str, ...] | None]:
-        """Adapters that share one loaded base: the same base (by location when known: two
-        staged directories may share a display name), task and head labels."""
-        return (self.base_location or self.base_model, self.task, self.labels)
 
 
 @dataclass
@@ -79,42 +56,18 @@ ProgressFn = Callable[[int, int, int], None]  # (done, total, errors)
 
 
 # ------------------------------------------------------------------------------ worker side
-def fetch_adapter(store: Any, item: dict[str, Any], cache: Path) -> bytes:
-    """The adapter's bytes, from the local cache or the store, verified against its digest."""
-    final = cache / f"{item['digest']}.safetensors"
-    if final.is_file():
-        data = final.read_bytes()
-        if hashlib.sha256(data).hexdigest() == item["digest"]:
-            return data
-        final.unlink(missing_ok=True)  # a damaged cache entry: fetch again
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{item['digest'][:16]}.", suffix=".incomplete", dir=cache)
-    os.close(fd)
-    try:
-        try:
-            digest, size = store.get_file(item["digest"], tmp)
-        except NotFoundError:
-            raise IntegrityError(f"adapter {item['id']}: blob sha256:{item['digest']} is "
-                                 f"missing from the store") from None
-        if digest != item["digest"] or size != item["size"]:
-            raise IntegrityError(f"adapter {item['id']}: blob sha256:{item['digest']} failed "
-                                 f"verification (got sha256:{digest[:12]}…, {size} bytes)")
-        data = Path(tmp).read_bytes()
-        os.replace(tmp, final)
-        tmp = None
-        return data
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
 class EvalWorker:
-    """Holds one base model at a time and evaluates chunks of adapters on it."""
+    """Holds one base model at a time and evaluates chunks of adapters on it.
+
+    Failures stay with their adapter: a blob that does not verify, a file that does not load,
+    an adapter that does not fit the base, or one that breaks a batched forward is an error
+    row for that adapter only; a base that cannot be loaded errors its group."""
 
     def __init__(self, store_url: str, dataset: bytes, dataset_name: str, *,
                  batch_size: int = 32, max_examples: int | None = None, max_length: int = 128,
                  metrics: Sequence[str] | None = None, device: str | None = None,
                  home: str | None = None, threads: int | None = None) -> None:
+        from zoo.files import write_atomic
         from zoo.settings import resolve_settings
         from zoo.storage.blobstore import open_store
 
@@ -127,14 +80,9 @@ class EvalWorker:
         root = Path(home or resolve_settings().home) / "cache"
         self.adapter_cache = root / "adapters"
         fingerprint = hashlib.sha256(dataset).hexdigest()
-        data_dir = root / "eval-data"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_path = data_dir / f"{fingerprint}{Path(dataset_name).suffix or '.jsonl'}"
+        self.data_path = root / "eval-data" / f"{fingerprint}{Path(dataset_name).suffix or '.jsonl'}"
         if not self.data_path.is_file():
-            fd, tmp = tempfile.mkstemp(dir=data_dir, suffix=".incomplete")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(dataset)
-            os.replace(tmp, self.data_path)
+            write_atomic(self.data_path, dataset, fsync=False)
         self.options = dict(batch_size=batch_size, metrics=metrics)
         self.max_examples, self.max_length, self.device = max_examples, max_length, device
         self.group: Any = None
@@ -143,62 +91,62 @@ class EvalWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def evaluate(self, group: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def evaluate(self, group: Any, items: list[EvalItem]) -> list[dict[str, Any]]:
         """Result dicts ``{id, metrics, examples, elapsed_s, error}`` for every item."""
-        from zoo.adapter import Adapter
-        from zoo.batch_eval import evaluate_many
-
         out: dict[str, dict[str, Any]] = {}
-        adapters, ids = [], []
+        adapters: dict[str, Any] = {}
         for item in items:
             try:
-                data = fetch_adapter(self.store, item, self.adapter_cache)
-                adapters.append(Adapter.from_bytes(data, source=f"adapter {item['id']}"))
-                ids.append(item["id"])
+                adapters[item.id] = self._adapter(item)
             except (ZooError, OSError, ValueError) as exc:
-                out[item["id"]] = _error(item["id"], exc)
+                out[item.id] = _error(item.id, exc)
         if adapters:
             try:
-                model, tokenizer, choice, dataset = self._load(group, adapters[0])
+                loaded = self._load(group, items[0], next(iter(adapters.values())))
             except (ZooError, OSError, ValueError) as exc:
-                for i in ids:
-                    out[i] = _error(i, exc)
+                out.update({i: _error(i, exc) for i in adapters})
             else:
-                for res in evaluate_many(model, tokenizer, dataset, adapters,
-                                         autocast_dtype=choice.autocast_dtype, **self.options):
-                    out[ids[res.index]] = {"id": ids[res.index], "metrics": res.metrics,
-                                           "examples": res.examples, "elapsed_s": res.elapsed_s,
-                                           "error": res.error}
-        return [out[item["id"]] for item in items]
+                out.update(self._score(loaded, adapters))
+        return [out[item.id] for item in items]
 
-    def _load(self, group: Any, first: Any) -> tuple[Any, Any, Any, Any]:
+    def _adapter(self, item: EvalItem) -> Any:
+        """The adapter, fetched verified into this node's cache (or found there intact)."""
+        from zoo.adapter import Adapter
+        from zoo.storage.fetch import fetch_cached
+
+        path = fetch_cached(self.store, item.digest, self.adapter_cache / f"{item.digest}.safetensors",
+                            size=item.size, what=f"adapter {item.id} ({item.name})")
+        return Adapter.load(path)
+
+    def _score(self, loaded: tuple[Any, Any, Any, Any],
+               adapters: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        from zoo.batch_eval import evaluate_many
+
+        model, tokenizer, choice, dataset = loaded
+        ids = list(adapters)
+        results = evaluate_many(model, tokenizer, dataset, list(adapters.values()),
+                                autocast_dtype=choice.autocast_dtype, **self.options)
+        return {ids[r.index]: {"id": ids[r.index], "metrics": r.metrics, "examples": r.examples,
+                               "elapsed_s": r.elapsed_s, "error": r.error} for r in results}
+
+    def _load(self, group: Any, item: EvalItem, first: Any) -> tuple[Any, Any, Any, Any]:
+        """The group's base, from its REGISTERED location (digest checked), and the dataset
+        tokenised for it; kept while the next chunk is of the same group."""
         if self.loaded is None or self.group != group:
-            from zoo.batch_eval import label_names_for_adapter, load_base_for, load_dataset
+            from zoo.batch_eval import load_base_for, load_dataset
+            from zoo.storage.bases import load_base_dir
 
             self.loaded = None
-            model, tokenizer, choice = load_base_for(first, device=self.device,
-                                                     base=self._base_path(group[0]))
-            dataset = load_dataset(first.config["task"], self.data_path, tokenizer,
+            if item.base is None:
+                raise NotFoundError(f"the base model of adapter {item.id} ({item.name}) has no "
+                                    "registered location; run `zoo base add NAME LOCATION`")
+            base_dir = load_base_dir(item.base, self.store_url, home=self.home)
+            model, tokenizer, choice = load_base_for(first, device=self.device, base=base_dir)
+            dataset = load_dataset(item.task, self.data_path, tokenizer,
                                    max_length=self.max_length, max_examples=self.max_examples,
-                                   label_names=label_names_for_adapter(first))
+                                   label_names=first.label_names())
             self.loaded, self.group = (model, tokenizer, choice, dataset), group
         return self.loaded
-
-    def _base_path(self, base: str) -> str | None:
-        """A local directory for a job's staged or s3:// base (fetched into this node's cache
-        once), None for a name the adapter's own ``base_model`` already resolves."""
-        from zoo.storage.staging import fetch_model
-
-        if not is_base_location(base):
-            return None
-        return fetch_model(base, self.store_url, home=self.home)[0]
-
-
-def is_base_location(base: str) -> bool:
-    """A base the worker must fetch: staged by `zoo submit` into the store, or on S3."""
-    from zoo.storage.staging import MODEL_SCHEME
-
-    return base.startswith((MODEL_SCHEME, "s3://"))
 
 
 def _error(adapter_id: str, exc: BaseException) -> dict[str, Any]:
@@ -216,65 +164,6 @@ def read_dataset(uri: str, store_url: str) -> tuple[bytes, str]:
     if not path.is_file():
         raise ConfigError(f"dataset {uri!r} not found (a local file or s3://bucket/key)")
     return path.read_bytes(), uri.rstrip("/").rsplit("/", 1)[-1]
-
-
-def select_items(catalog: Any, query: str) -> list[EvalItem]:
-    """Adapters matching ``query`` with what grouping and pulling need (one light query)."""
-    from sqlalchemy import select
-
-    from zoo.storage.query import compile_query
-    from zoo.storage.tables import AdapterRow, BaseModelRow, JobRow
-
-    with catalog.transaction(readonly=True) as session:
-        stmt = (select(AdapterRow.id, AdapterRow.name, AdapterRow.digest, AdapterRow.size, BaseModelRow.name,
-                       AdapterRow.task, AdapterRow.config, JobRow.spec)
-                .join(BaseModelRow, AdapterRow.base_model_id == BaseModelRow.id)
-                .outerjoin(JobRow, JobRow.id == AdapterRow.job_id)
-                .where(*compile_query(query)).order_by(AdapterRow.created_at, AdapterRow.id))
-        items = []
-        for id_, name, digest, size, base, task, config, spec in session.execute(stmt):
-            cfg = json.loads(config)
-            labels = cfg.get("label_names") or cfg.get("labels")
-            location = json.loads(spec).get("base_model") if spec else None
-            items.append(EvalItem(id_, name, digest, int(size), base, task,
-                                  tuple(map(str, labels)) if isinstance(labels, list) else None,
-                                  location if location and is_base_location(location) else None))
-    return items
-
-
-def already_evaluated(catalog: Any, fingerprint: str, ids: Sequence[str]) -> set[str]:
-    """Ids with a successful result on this dataset fingerprint (error rows do not count)."""
-    from sqlalchemy import select
-
-    from zoo.storage.tables import EvalRow
-
-    done: set[str] = set()
-    with catalog.transaction(readonly=True) as session:
-        for i in range(0, len(ids), 500):
-            stmt = (select(EvalRow.adapter_id).distinct()
-                    .where(EvalRow.dataset_fingerprint == fingerprint,
-                           EvalRow.error.is_(None),
-                           EvalRow.adapter_id.in_(list(ids[i:i + 500]))))
-            done.update(session.scalars(stmt))
-    return done
-
-
-def write_results(catalog: Any, results: Sequence[dict[str, Any]], *, fingerprint: str,
-                  dataset_name: str) -> None:
-    """One transaction: a row per metric, or one ``error`` row, for each adapter."""
-    from zoo.storage.catalog import insert_eval_results
-
-    rows = []
-    for res in results:
-        common = dict(adapter_id=res["id"], dataset_fingerprint=fingerprint,
-                      dataset_name=dataset_name[:256], n_examples=res["examples"],
-                      elapsed_s=float(res["elapsed_s"]))
-        if res["error"]:
-            rows.append(dict(metric=ERROR_METRIC, value=None, error=res["error"], **common))
-        else:
-            rows.extend(dict(metric=m, value=float(v), **common)
-                        for m, v in sorted(res["metrics"].items()))
-    catalog.run_raw(lambda connection: insert_eval_results(connection, rows))
 
 
 def plan_chunks(items: Sequence[EvalItem], chunk_size: int) -> list[tuple[Any, list[EvalItem]]]:
@@ -301,7 +190,7 @@ def pool_size(resources: dict[str, float], n_chunks: int,
 class EvalPool:
     """One ``zoo eval`` run: actors, a queue of chunks, retries when an actor dies."""
 
-    def __init__(self, catalog: Any, store_url: str, *, dataset: str, query: str,
+    def __init__(self, catalog: Catalog, store_url: str, *, dataset: str, query: str,
                  metrics: Sequence[str] | None = None, batch_size: int = 32,
                  max_examples: int | None = None, max_length: int = 128, force: bool = False,
                  chunk_size: int = DEFAULT_CHUNK, max_actors: int | None = None,
@@ -370,7 +259,7 @@ class EvalPool:
             if pending:
                 n = pending.pop(0)
                 group, members = chunks[n]
-                in_flight[actor.evaluate.remote(group, [vars(m) for m in members])] = (actor, n)
+                in_flight[actor.evaluate.remote(group, members)] = (actor, n)
 
         try:
             for _ in range(n_actors):
@@ -414,62 +303,9 @@ class EvalPool:
                 summary.evaluated += 1
 
 
-def run_eval(catalog: Any, store_url: str, *, dataset: str, query: str,
+def run_eval(catalog: Catalog, store_url: str, *, dataset: str, query: str,
              address: str | None = None, progress: ProgressFn | None = None,
              **options: Any) -> EvalSummary:
     """One evaluation; Ray is connected (embedded: started in this process) only if needed."""
     return EvalPool(catalog, store_url, dataset=dataset, query=query, address=address,
                     **options).run(progress)
-
-
-# ------------------------------------------------------------------------------ reading back
-LOWER_IS_BETTER = ("loss", "perplexity")
-
-
-def dataset_keys(dataset: str) -> list[str]:
-    """What ``--dataset`` may match: a name or fingerprint; a local file adds its fingerprint."""
-    keys = [dataset, dataset.rstrip("/").rsplit("/", 1)[-1]]
-    path = Path(dataset)
-    if path.is_file():
-        keys.append(hashlib.sha256(path.read_bytes()).hexdigest())
-    return list(dict.fromkeys(keys))
-
-
-def leaderboard(catalog: Any, *, dataset: str, metric: str, query: str | None = None,
-                top: int | None = 20) -> list[dict[str, Any]]:
-    """Adapters ranked by their latest ``metric`` on ``dataset`` (best first).
-
-    Lower is better for loss/perplexity, higher for everything else. Each row carries the
-    trainable parameter count and the config fields a plot colours by.
-    """
-    from sqlalchemy import func, or_, select
-
-    from zoo.storage.query import compile_query
-    from zoo.storage.tables import AdapterRow, EvalRow
-
-    if metric == ERROR_METRIC:
-        raise ConfigError("metric 'error' is not rankable; choose e.g. loss or accuracy")
-    keys = dataset_keys(dataset)
-    where_ds = or_(EvalRow.dataset_name.in_(keys), EvalRow.dataset_fingerprint.in_(keys))
-    latest = (select(func.max(EvalRow.id).label("id"))
-              .where(EvalRow.metric == metric, where_ds, EvalRow.error.is_(None))
-              .group_by(EvalRow.adapter_id).subquery())
-    order = EvalRow.value.asc() if metric in LOWER_IS_BETTER else EvalRow.value.desc()
-    stmt = (select(AdapterRow, EvalRow).join(EvalRow, EvalRow.adapter_id == AdapterRow.id)
-            .where(EvalRow.id.in_(select(latest.c.id)), *compile_query(query or None))
-            .order_by(order, AdapterRow.id))
-    if top:
-        stmt = stmt.limit(top)
-    with catalog.transaction(readonly=True) as session:
-        rows = session.execute(stmt).all()
-        out = []
-        for rank, (ad, res) in enumerate(rows, start=1):
-            out.append({"rank": rank, "id": ad.id, "name": ad.name, "metric": metric,
-                        "value": res.value, "params": ad.params, "r": ad.r,
-                        "unshared_r": ad.unshared_r, "share_a": ad.share_a,
-                        "share_b": ad.share_b, "task": ad.task, "examples": res.n_examples,
-                        "dataset": res.dataset_name, "fingerprint": res.dataset_fingerprint})
-    if not out:
-        raise NotFoundError(f"no {metric!r} results for dataset {dataset!r}"
-                            + (f" among adapters matching {query!r}" if query else ""))
-    return out

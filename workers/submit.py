@@ -24,7 +24,10 @@ from typing import Any
 
 from zoo.errors import ConfigError
 from zoo.jobspec import JobSpec
+from zoo.settings import redact_url, strip_credentials
 from zoo.storage import jobs, staging
+from zoo.storage.db import Catalog
+from zoo.untrusted import clip
 
 Echo = Callable[[str], None]
 
@@ -51,15 +54,6 @@ def _require_shared(catalog_url: str, store_url: str) -> None:
     if not store_url.startswith("s3://"):
         raise ConfigError(f"cluster mode needs an object store the cluster can reach (s3://…), "
                           f"not {store_url}")
-
-
-def _strip_password(url: str) -> str:
-    """The URL without its password: secrets come from the cluster's own environment."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    return parsed.set(password=None).render_as_string(hide_password=False) \
-        if parsed.password else url
 
 
 def submit(specs: Sequence[JobSpec], *, catalog_url: str, store_url: str,
@@ -104,8 +98,8 @@ def _submit_to_cluster(client: Any, address: str, sweep_id: str, catalog_url: st
                        store_url: str, specs: Sequence[JobSpec]) -> str:
     python = os.environ.get("ZOO_DRIVER_PYTHON", "python")
     entrypoint = " ".join([python, "-m", "zoo.workers.driver", "--sweep", shlex.quote(sweep_id)])
-    env = {"ZOO_FORWARDED_CATALOG_URL": _strip_password(catalog_url),
-           "ZOO_FORWARDED_STORE_URL": store_url}
+    env = {"ZOO_FORWARDED_CATALOG_URL": strip_credentials(catalog_url),
+           "ZOO_FORWARDED_STORE_URL": strip_credentials(store_url)}
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         env["ZOO_FORWARDED_AWS_ENDPOINT_URL"] = endpoint
@@ -120,10 +114,10 @@ def _submit_to_cluster(client: Any, address: str, sweep_id: str, catalog_url: st
 
         with open_catalog(catalog_url) as catalog:
             for view in jobs.list_jobs(catalog, sweep_id=sweep_id):
-                jobs.mark_failed(catalog, view.id, f"submission to {address} failed: {exc}")
-        raise ConfigError(f"Ray job submission to {address} failed: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
-                          ) from None
+                jobs.mark_failed(catalog, view.id, f"submission to {redact_url(address)} failed")
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"Ray job submission to {redact_url(address)} failed: "
+                          f"{clip(text.replace(address, redact_url(address)))}") from None
 
 
 # ---------------------------------------------------------------- launching -----------------
@@ -135,7 +129,7 @@ def _death_reason(exc: BaseException, view: jobs.JobView) -> str:
             f"({view.max_retries} allowed): {type(exc).__name__}: {text}")
 
 
-def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_url: str,
+def run_jobs(catalog: Catalog, job_ids: Sequence[str], *, catalog_url: str, store_url: str,
              progress: bool = False, wait: bool = True,
              on_done: Callable[[str, str], None] | None = None,
              specs: Sequence[JobSpec] | None = None) -> dict[str, str]:
@@ -147,7 +141,7 @@ def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_ur
     """
     import ray
 
-    from zoo.workers.tasks import ray_options, remote_train_task
+    from zoo.workers.train_task import ray_options, remote_train_task
 
     task = remote_train_task()
     refs: dict[Any, str] = {}
@@ -155,7 +149,9 @@ def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_ur
         views = {v.id: v for v in jobs.list_jobs(catalog, ids=job_ids)}
         specs = [views[job_id].job_spec() for job_id in job_ids]
     for job_id, spec in zip(job_ids, specs, strict=True):
-        ref = task.options(**ray_options(spec)).remote(job_id, catalog_url, store_url)
+        # no credentials in task arguments: workers complete them from their own settings
+        ref = task.options(**ray_options(spec)).remote(job_id, strip_credentials(catalog_url),
+                                                        strip_credentials(store_url))
         refs[ref] = job_id
     jobs.set_ray_refs(catalog, {j: f"ray-task:{r.hex()}" for r, j in refs.items()})
     if not wait:
@@ -187,7 +183,7 @@ def run_jobs(catalog: Any, job_ids: Sequence[str], *, catalog_url: str, store_ur
     return states
 
 
-def _finalise_all(catalog: Any, done: Sequence[Any], refs: dict[Any, str],
+def _finalise_all(catalog: Catalog, done: Sequence[Any], refs: dict[Any, str],
                   ) -> list[tuple[Any, str]]:
     """Final states of finished tasks: one ``ray.get`` for the batch when all succeeded (the
     common case), the careful per-task path when any raised."""
@@ -206,7 +202,7 @@ def _finalise_all(catalog: Any, done: Sequence[Any], refs: dict[Any, str],
     return finished
 
 
-def _finalise(catalog: Any, ref: Any, job_id: str) -> str:
+def _finalise(catalog: Catalog, ref: Any, job_id: str) -> str:
     import ray
 
     try:
@@ -236,7 +232,7 @@ class _Progress:
         self.bar.start()
         self.last = 0.0
 
-    def update(self, catalog: Any, job_ids: Sequence[str], states: dict[str, str]) -> None:
+    def update(self, catalog: Catalog, job_ids: Sequence[str], states: dict[str, str]) -> None:
         if time.monotonic() - self.last < 1.0:
             return
         self.last = time.monotonic()
@@ -245,13 +241,13 @@ class _Progress:
         text = f"running {running}  " + "  ".join(f"{k.lower()} {v}" for k, v in counts.items())
         self.bar.update(self.task, completed=len(states), description=text)
 
-    def close(self, catalog: Any, job_ids: Sequence[str], states: dict[str, str]) -> None:
+    def close(self, catalog: Catalog, job_ids: Sequence[str], states: dict[str, str]) -> None:
         self.last = 0.0
         self.update(catalog, job_ids, states)
         self.bar.stop()
 
 
-def reconcile_with_ray(catalog: Any, views: Sequence[jobs.JobView], address: str) -> None:
+def reconcile_with_ray(catalog: Catalog, views: Sequence[jobs.JobView], address: str) -> None:
     """Fail active jobs whose Ray job (the driver of their submission) has ended.
 
     A driver that crashed before launching its tasks leaves PENDING rows nobody will run.
@@ -275,7 +271,7 @@ def reconcile_with_ray(catalog: Any, views: Sequence[jobs.JobView], address: str
                                  f"({status}) without finishing it: {message}")
 
 
-def wait_jobs(catalog: Any, job_ids: Sequence[str], *, timeout: float | None = None,
+def wait_jobs(catalog: Catalog, job_ids: Sequence[str], *, timeout: float | None = None,
               poll_s: float = 1.0, address: str | None = None) -> dict[str, str]:
     """Poll the catalog until every job is terminal (reaping dead workers' jobs).
 

@@ -15,18 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.adapter_meta import (
-    FORMAT,
-    FORMAT_VERSION,
-    SAVED_PREFIX,
-    canonical_config_json,
-    check_tensor_shapes,
-    parse_adapter_header,
-    validate_config,
-)
+from zoo.adapter_config import AdapterConfig
+from zoo.adapter_meta import SAVED_PREFIX, check_tensors, file_metadata, parse_adapter_header
 from zoo.config import PRoLoRAConfig
 from zoo.errors import AdapterFormatError, AdapterMismatchError
-from zoo.safetensors_io import RawTensor, encode, write_atomic
+from zoo.files import write_atomic
+from zoo.safetensors_io import RawTensor, encode
 
 _DTYPES = {
     torch.float32: ("float32", "F32"), torch.float16: ("float16", "F16"),
@@ -51,20 +45,25 @@ def _raw(t: torch.Tensor) -> RawTensor:
 
 
 class Adapter:
-    """Config (a dict as in ADAPTER_FORMAT.md) plus compact tensors (name → CPU tensor)."""
+    """An :class:`AdapterConfig` plus compact tensors (name → CPU tensor), checked together."""
 
-    def __init__(self, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        validate_config(config)
-        check_tensor_shapes(config, {k: tuple(v.shape) for k, v in tensors.items()})
+    def __init__(self, config: AdapterConfig | dict[str, Any],
+                 tensors: dict[str, torch.Tensor]) -> None:
+        if not isinstance(config, AdapterConfig):
+            config = AdapterConfig.from_dict(config)
+        for name, t in tensors.items():
+            if t.dtype not in _DTYPES:
+                raise AdapterFormatError(f"tensor {name} has dtype {t.dtype}, which a zoo "
+                                         "adapter cannot store")
+        check_tensors(config, {k: (tuple(v.shape), _DTYPES[v.dtype][1])
+                               for k, v in tensors.items()})
         self.config = config
         self.tensors = tensors
 
     # ---- identity and size -------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The canonical file bytes: same adapter, same bytes."""
-        metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                    "config": canonical_config_json(self.config)}
-        return encode({k: _raw(v) for k, v in self.tensors.items()}, metadata)
+        return encode({k: _raw(v) for k, v in self.tensors.items()}, file_metadata(self.config))
 
     @cached_property
     def digest(self) -> str:
@@ -83,13 +82,13 @@ class Adapter:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return _BY_NAME[self.config["dtype"]]
+        return _BY_NAME[self.config.dtype]
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Adapter(base={c['base_model']!r}, task={c['task']}, r={c['r']}, "
-                f"u={c['unshared_r']}, share=({c['share_a']},{c['share_b']}), "
-                f"modules={len(c['modules'])}, params={self.num_params})")
+        return (f"Adapter(base={c.base_model!r}, task={c.task}, r={c.r}, u={c.unshared_r}, "
+                f"share=({c.share_a},{c.share_b}), modules={len(c.modules)}, "
+                f"params={self.num_params})")
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> str:
@@ -100,10 +99,7 @@ class Adapter:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "adapter") -> Adapter:
-        header = parse_adapter_header(data, source=source)
-        end = header.data_start + max((t.end for t in header.tensors.values()), default=0)
-        if len(data) != end:
-            raise AdapterFormatError(f"{source}: file is {len(data)} bytes, header says {end}")
+        header = parse_adapter_header(data, source=source)  # also checks the file's size
         from safetensors.torch import load as load_safetensors
 
         tensors = load_safetensors(data)  # the reference reader: proves standard compatibility
@@ -119,19 +115,13 @@ class Adapter:
 
     # ---- use with a model ------------------------------------------------------------------
     def prolora_config(self) -> PRoLoRAConfig:
-        c = self.config
-        return PRoLoRAConfig(
-            r=c["r"], unshared_r=c["unshared_r"], share_a=c["share_a"], share_b=c["share_b"],
-            alpha=c["alpha"], dropout=c["dropout"], target_modules=tuple(c["modules"]) or ("",),
-            stride_a=c["stride_a"], stride_b=c["stride_b"], rotation=c["rotation"],
-            init=c["init"], modules_to_save=tuple(c["modules_to_save"]),
-        )
+        return self.config.prolora()
 
     def check_fits(self, model: nn.Module) -> None:
         """Raise AdapterMismatchError naming the module and both shapes if the base differs."""
         from zoo.attach import check_modules_fit
 
-        check_modules_fit(model, self.config["modules"])
+        check_modules_fit(model, self.config.modules)
         for key, tensor in self.saved_tensors().items():
             path, _, name = key.rpartition(".")
             try:
@@ -145,6 +135,18 @@ class Adapter:
                 raise AdapterMismatchError(
                     f"saved tensor {path}.{name}: adapter has shape {list(tensor.shape)}, "
                     f"base has {shape}")
+
+    def label_names(self) -> list[str] | None:
+        """A seq-cls head's classes: the names training recorded, else generic ``LABEL_i``
+        sized by the saved head (an adapter imported from PEFT); None for other tasks."""
+        if self.config.task != "seq-cls":
+            return None
+        if self.config.label_names is not None:
+            return list(self.config.label_names)
+        for key, tensor in self.saved_tensors().items():
+            if key.endswith(".weight") and tensor.dim() == 2:
+                return [f"LABEL_{i}" for i in range(tensor.shape[0])]
+        return None
 
     def saved_tensors(self) -> dict[str, torch.Tensor]:
         """``modules_to_save`` weights keyed by their parameter path (prefix removed)."""
@@ -173,15 +175,15 @@ class Adapter:
 
         c = self.config
         out = {}
-        for path, mod in c["modules"].items():
+        for path, mod in c.modules.items():
             a = expand_a(self.tensors.get(f"{path}.A_shared"),
                          self.tensors.get(f"{path}.A_unshared"),
-                         in_features=mod["in_features"], share=c["share_a"],
-                         stride=c["stride_a"], rotation=c["rotation"])
+                         in_features=mod.in_features, share=c.share_a,
+                         stride=c.stride_a, rotation=c.rotation)
             b = expand_b(self.tensors.get(f"{path}.B_shared"),
                          self.tensors.get(f"{path}.B_unshared"),
-                         out_features=mod["out_features"], share=c["share_b"],
-                         stride=c["stride_b"], rotation=c["rotation"])
+                         out_features=mod.out_features, share=c.share_b,
+                         stride=c.stride_b, rotation=c.rotation)
             out[path] = (a, b)
         return out
 

@@ -1,94 +1,51 @@
-"""The zoo adapter file's metadata and shape contract (ADAPTER_FORMAT.md v1), torch-free.
+"""The zoo adapter file's header contract (docs/adapter-format.md, version 1), torch-free.
 
 Both the torch-side ``zoo.adapter.Adapter`` and the catalog (which indexes files without
-importing torch) validate through here, so the contract is written once.
+importing torch) validate through here, so the contract is written once: the format marker and
+version, the config (:class:`zoo.adapter_config.AdapterConfig`), and every tensor's presence,
+shape and dtype against that config.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from zoo.adapter_config import AdapterConfig
 from zoo.errors import AdapterFormatError
 from zoo.safetensors_io import TensorInfo, parse_header, read_header
 
 FORMAT = "zoo.prolora"
 FORMAT_VERSION = "1"
-TASKS = ("causal-lm", "seq-cls")
-REQUIRED_FIELDS = {
-    "base_model": str, "task": str, "r": int, "unshared_r": int, "share_a": int, "share_b": int,
-    "stride_a": int, "stride_b": int, "rotation": bool, "init": str, "alpha": (int, float),
-    "dropout": (int, float), "dtype": str, "modules": dict, "modules_to_save": list,
-}
 PARTS = ("A_shared", "A_unshared", "B_shared", "B_unshared")
 SAVED_PREFIX = "saved."
+# config dtype -> safetensors dtype code of the A/B tensors
+DTYPE_CODES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
 
 
-def canonical_config_json(config: dict[str, Any]) -> str:
-    """Keys sorted, no insignificant whitespace: part of the byte-determinism contract."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+def file_metadata(config: AdapterConfig) -> dict[str, str]:
+    """The ``__metadata__`` of a file holding an adapter with this config."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_json()}
 
 
-def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape that a v1 file with this config must hold (saved.* excluded)."""
-    r, u = config["r"], config["unshared_r"]
-    rs = r - u
-    shapes: dict[str, tuple[int, ...]] = {}
-    for path, mod in config["modules"].items():
-        h, o = mod["in_features"], mod["out_features"]
-        if rs > 0:
-            shapes[f"{path}.A_shared"] = (rs, -(-h // config["share_a"]))
-            shapes[f"{path}.B_shared"] = (-(-o // config["share_b"]), rs)
-        if u > 0:
-            shapes[f"{path}.A_unshared"] = (u, h)
-            shapes[f"{path}.B_unshared"] = (o, u)
-    return shapes
-
-
-def validate_config(config: Any, *, source: str = "adapter") -> dict[str, Any]:
-    """Check required fields and their types; unknown fields are allowed and ignored."""
-    if not isinstance(config, dict):
-        raise AdapterFormatError(f"{source}: config must be a JSON object")
-    for name, typ in REQUIRED_FIELDS.items():
-        if name not in config:
-            raise AdapterFormatError(f"{source}: config is missing required field {name!r}")
-        value = config[name]
-        if typ is int and isinstance(value, bool) or not isinstance(value, typ):
-            raise AdapterFormatError(f"{source}: config field {name!r} has wrong type ({value!r})")
-    if config.get("base_model_digest") is not None and not isinstance(
-        config["base_model_digest"], str
-    ):
-        raise AdapterFormatError(f"{source}: config field 'base_model_digest' must be a string or null")
-    r, u = config["r"], config["unshared_r"]
-    if r <= 0 or not 0 <= u <= r or config["share_a"] < 1 or config["share_b"] < 1:
-        raise AdapterFormatError(
-            f"{source}: invalid ranks/shares r={r} unshared_r={u} "
-            f"share_a={config['share_a']} share_b={config['share_b']}"
-        )
-    for path, mod in config["modules"].items():
-        if not isinstance(mod, dict) or not all(
-            isinstance(mod.get(k), int) and mod[k] > 0 for k in ("in_features", "out_features")
-        ) or mod.get("kind") not in ("linear", "conv1d"):
-            raise AdapterFormatError(f"{source}: module {path!r} has an invalid description {mod!r}")
-    return config
-
-
-def check_tensor_shapes(
-    config: dict[str, Any], shapes: dict[str, tuple[int, ...]], *, source: str = "adapter"
-) -> None:
-    """Every expected tensor present with its shape, nothing unexpected (saved.* aside)."""
-    expected = expected_shapes(config)
+def check_tensors(config: AdapterConfig, tensors: Mapping[str, tuple[tuple[int, ...], str]], *,
+                  source: str = "adapter") -> None:
+    """Every expected tensor present with its shape and the config's dtype (a safetensors
+    code such as ``F32``), nothing unexpected (``saved.*`` aside)."""
+    expected = config.expected_shapes()
+    want_dtype = DTYPE_CODES[config.dtype]
     for name, shape in expected.items():
-        if name not in shapes:
+        if name not in tensors:
             raise AdapterFormatError(f"{source}: missing tensor {name} (expected shape {list(shape)})")
-        if tuple(shapes[name]) != shape:
-            raise AdapterFormatError(
-                f"{source}: tensor {name} has shape {list(shapes[name])}, "
-                f"config says {list(shape)}"
-            )
-    extra = sorted(n for n in shapes if n not in expected and not n.startswith(SAVED_PREFIX))
+        got_shape, got_dtype = tensors[name]
+        if tuple(got_shape) != shape:
+            raise AdapterFormatError(f"{source}: tensor {name} has shape {list(got_shape)}, "
+                                     f"config says {list(shape)}")
+        if got_dtype != want_dtype:
+            raise AdapterFormatError(f"{source}: tensor {name} is {got_dtype}, but config dtype "
+                                     f"is {config.dtype} ({want_dtype})")
+    extra = sorted(n for n in tensors if n not in expected and not n.startswith(SAVED_PREFIX))
     if extra:
         raise AdapterFormatError(f"{source}: unexpected tensor(s) {', '.join(extra[:5])}")
 
@@ -97,7 +54,7 @@ def check_tensor_shapes(
 class AdapterHeader:
     """What the header of a zoo adapter file says, validated."""
 
-    config: dict[str, Any]
+    config: AdapterConfig
     tensors: dict[str, TensorInfo]
     data_start: int
 
@@ -106,20 +63,9 @@ class AdapterHeader:
         """The byte size of a whole file with this header (header plus data section)."""
         return self.data_start + max((t.end for t in self.tensors.values()), default=0)
 
-    @property
-    def num_params(self) -> int:
-        total = 0
-        for info in self.tensors.values():
-            n = 1
-            for d in info.shape:
-                n *= d
-            total += n
-        return total
 
-
-def header_from_parts(
-    metadata: dict[str, str], tensors: dict[str, TensorInfo], data_start: int, *, source: str
-) -> AdapterHeader:
+def header_from_parts(metadata: dict[str, str], tensors: dict[str, TensorInfo], data_start: int,
+                      *, source: str) -> AdapterHeader:
     fmt = metadata.get("format")
     if fmt != FORMAT:
         raise AdapterFormatError(f"{source}: unknown format {fmt!r} (expected {FORMAT!r})")
@@ -128,12 +74,8 @@ def header_from_parts(
         raise AdapterFormatError(
             f"{source}: unknown format_version {version!r}; this zoo reads version {FORMAT_VERSION}"
         )
-    try:
-        config = json.loads(metadata.get("config", ""))
-    except json.JSONDecodeError:
-        raise AdapterFormatError(f"{source}: config metadata is not valid JSON") from None
-    validate_config(config, source=source)
-    check_tensor_shapes(config, {k: v.shape for k, v in tensors.items()}, source=source)
+    config = AdapterConfig.from_json(metadata.get("config", ""), source=source)
+    check_tensors(config, {k: (v.shape, v.dtype) for k, v in tensors.items()}, source=source)
     return AdapterHeader(config=config, tensors=tensors, data_start=data_start)
 
 
@@ -144,6 +86,10 @@ def read_adapter_header(path: str | os.PathLike[str]) -> AdapterHeader:
 
 
 def parse_adapter_header(blob: bytes, *, source: str = "adapter") -> AdapterHeader:
-    """Same as read_adapter_header, from the file's bytes."""
+    """Same as read_adapter_header, from the file's bytes (all of them: the size is checked)."""
     metadata, tensors, data_start = parse_header(blob, source=source)
-    return header_from_parts(metadata, tensors, data_start, source=source)
+    header = header_from_parts(metadata, tensors, data_start, source=source)
+    if header.file_size != len(blob):
+        raise AdapterFormatError(f"{source}: {len(blob)} bytes, but its header describes "
+                                 f"{header.file_size}")
+    return header

@@ -8,6 +8,7 @@ model exactly: the original modules, ``requires_grad`` flags, and the weights of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from zoo.prolora import PRoLoRALinear, host_features, host_kind
 
 if TYPE_CHECKING:
     from zoo.adapter import Adapter
+    from zoo.adapter_config import ModuleShape
 
 STATE_ATTR = "_zoo_attachment"
 PARTS = ("A_shared", "A_unshared", "B_shared", "B_unshared")
@@ -43,7 +45,7 @@ def attachment(model: nn.Module) -> Attachment:
     return state
 
 
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     parent_path, _, child = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     setattr(parent, child, module)
@@ -99,8 +101,8 @@ def attach(
         raise TypeError("attach expects a PRoLoRAConfig or a zoo.Adapter")
     if adapter is not None:
         adapter.check_fits(model)
-        targets = list(adapter.config["modules"])
-        saved = list(adapter.config["modules_to_save"])
+        targets = list(adapter.config.modules)
+        saved = list(adapter.config.modules_to_save)
         dtype = dtype or adapter.torch_dtype
     else:
         targets = find_targets(model, config)
@@ -113,7 +115,7 @@ def attach(
     for p in model.parameters():
         p.requires_grad_(False)
     for path, layer in layers.items():
-        _set_submodule(model, path, layer)
+        set_submodule(model, path, layer)
     state.layers = layers
     for path in saved:
         module = model.get_submodule(path)
@@ -131,9 +133,22 @@ def detach(model: nn.Module) -> nn.Module:
     state = attachment(model)
     for path, layer in state.layers.items():
         layer.unmerge()
-        _set_submodule(model, path, layer.base_layer)
+        set_submodule(model, path, layer.base_layer)
     for path, original in state.saved_originals.items():
         model.get_submodule(path).load_state_dict(original)
+    for name, p in model.named_parameters():
+        p.requires_grad_(state.requires_grad.get(name, p.requires_grad))
+    delattr(model, STATE_ATTR)
+    return model
+
+
+def merge_and_unwrap(model: nn.Module) -> nn.Module:
+    """Fold every adapted layer into its base weight and drop the wrappers: the plain model,
+    with the saved modules keeping the adapter's weights (that is the merge)."""
+    state = attachment(model)
+    set_merged(model, True)
+    for path, layer in state.layers.items():
+        set_submodule(model, path, layer.base_layer)  # keeps the merged weight
     for name, p in model.named_parameters():
         p.requires_grad_(state.requires_grad.get(name, p.requires_grad))
     delattr(model, STATE_ATTR)
@@ -169,15 +184,14 @@ def extract(
     Copies, never views: the adapter must not change when training goes on or on detach.
     """
     from zoo.adapter import Adapter, dtype_name
+    from zoo.adapter_config import AdapterConfig, ModuleShape
 
     state = attachment(model)
-    cfg = state.config
     tensors: dict[str, torch.Tensor] = {}
-    modules: dict[str, dict[str, Any]] = {}
+    modules: dict[str, ModuleShape] = {}
     stored_dtype = dtype
     for path, layer in state.layers.items():
-        modules[path] = {"in_features": layer.in_features, "out_features": layer.out_features,
-                         "kind": layer.kind}
+        modules[path] = ModuleShape(layer.in_features, layer.out_features, layer.kind)
         for part in PARTS:
             p = getattr(layer, part)
             if p is not None:
@@ -188,20 +202,17 @@ def extract(
             tensors[f"saved.{path}.{key}"] = value.detach().to("cpu", copy=True)
     if base_model is None:
         base_model = getattr(getattr(model, "config", None), "_name_or_path", "") or "unknown"
-    config: dict[str, Any] = dict(extra or {})
-    config.update(
-        base_model=base_model, base_model_digest=base_model_digest,
-        task=task or infer_task(model), r=cfg.r, unshared_r=cfg.unshared_r,
-        share_a=cfg.share_a, share_b=cfg.share_b, stride_a=cfg.resolved_stride_a(),
-        stride_b=cfg.resolved_stride_b(), rotation=cfg.rotation, init=cfg.init,
-        alpha=cfg.alpha, dropout=cfg.dropout, dtype=dtype_name(stored_dtype or torch.float32),
-        modules=modules, modules_to_save=list(state.saved_originals),
-    )
+    config = AdapterConfig.build(
+        state.config, base_model=base_model, base_model_digest=base_model_digest,
+        task=task or infer_task(model), dtype=dtype_name(stored_dtype or torch.float32),
+        modules=modules, modules_to_save=tuple(state.saved_originals), extra=extra)
     return Adapter(config, tensors)
 
 
-def module_description(model: nn.Module, path: str) -> dict[str, Any] | None:
-    """{in_features, out_features, kind} of a model's module, or None if unsupported/absent."""
+def module_shape(model: nn.Module, path: str) -> ModuleShape | None:
+    """The shape of a model's module as an adapter describes it, or None if unsupported/absent."""
+    from zoo.adapter_config import ModuleShape
+
     try:
         module = model.get_submodule(path)
     except AttributeError:
@@ -212,20 +223,20 @@ def module_description(model: nn.Module, path: str) -> dict[str, Any] | None:
     if kind is None:
         return None
     h, o = host_features(module)
-    return {"in_features": h, "out_features": o, "kind": kind}
+    return ModuleShape(h, o, kind)
 
 
-def mismatch(path: str, expected: dict[str, Any], actual: dict[str, Any] | None) -> str:
+def mismatch(path: str, expected: ModuleShape, actual: ModuleShape | None) -> str:
     if actual is None:
         return f"module {path!r} does not exist (or is not Linear/Conv1D) in the base model"
-    return (f"module {path!r}: adapter expects {expected['kind']} {expected['in_features']}→"
-            f"{expected['out_features']}, base has {actual['kind']} "
-            f"{actual['in_features']}→{actual['out_features']}")
+    return (f"module {path!r}: adapter expects {expected.kind} {expected.in_features}→"
+            f"{expected.out_features}, base has {actual.kind} "
+            f"{actual.in_features}→{actual.out_features}")
 
 
-def check_modules_fit(model: nn.Module, modules: dict[str, dict[str, Any]]) -> None:
+def check_modules_fit(model: nn.Module, modules: Mapping[str, ModuleShape]) -> None:
     """Raise AdapterMismatchError naming the first module whose shape differs from the base."""
     for path, expected in modules.items():
-        actual = module_description(model, path)
-        if actual != {k: expected[k] for k in ("in_features", "out_features", "kind")}:
+        actual = module_shape(model, path)
+        if actual != expected:
             raise AdapterMismatchError(mismatch(path, expected, actual))

@@ -69,12 +69,6 @@ def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
-def label_names_for_adapter(adapter: Adapter) -> list[str] | None:
-    """The training label order an adapter recorded (``label_names`` or ``labels``), if any."""
-    names = adapter.config.get("label_names") or adapter.config.get("labels")
-    return [str(n) for n in names] if isinstance(names, list) else None
-
-
 def load_dataset(task: str, path: str | os.PathLike[str], tokenizer: Any, *,
                  max_length: int = 128, max_examples: int | None = None,
                  label_names: Sequence[str] | None = None) -> Dataset:
@@ -169,7 +163,6 @@ def evaluate_many(
     """
     from zoo.datasets import pad_id
     from zoo.evaluate import autocast_context
-    from zoo.multi_adapter import NotBatchableError
 
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} is invalid: must be >= 1")
@@ -212,15 +205,25 @@ def evaluate_many(
             members = [ok[j] for j in members]
             try:
                 run(members, lambda m=members: _bank(model, [adapters[i] for i in m], mode))
-            except NotBatchableError:
-                for i in members:  # rare: evaluate each alone through zoo.attach
+            except _ADAPTER_FAULTS:  # not batchable, or one member breaks the bank: each alone
+                for i in members:
                     try:
                         run([i], lambda i=i: _alone(model, adapters[i]))
-                    except ZooError as exc:
-                        finish(AdapterResult(i, error=str(exc)))
+                    except _ADAPTER_FAULTS as exc:  # this adapter's fault only
+                        finish(AdapterResult(i, error=_describe(exc)))
     finally:
         model.train(was_training)
     return [r for r in results if r is not None]
+
+
+# What one adapter can make a forward raise (a tensor op on its weights, a bad index, a
+# zoo check); a programming error elsewhere still propagates.
+_ADAPTER_FAULTS = (ZooError, RuntimeError, ValueError, IndexError, KeyError)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, ZooError) else f"{type(exc).__name__}: {text}"[:500]
 
 
 def plan_groups(adapters: Sequence[Adapter], group_size: int) -> list[list[int]]:
@@ -232,15 +235,15 @@ def plan_groups(adapters: Sequence[Adapter], group_size: int) -> list[list[int]]
     """
     by_key: dict[tuple[Any, ...], list[int]] = {}
     for i, adapter in enumerate(adapters):
-        key = (adapter.config["r"], tuple(sorted(adapter.config["modules"])))
+        key = (adapter.config.r, tuple(sorted(adapter.config.modules)))
         by_key.setdefault(key, []).append(i)
     return [ids[g:g + group_size] for _, ids in sorted(by_key.items())
             for g in range(0, len(ids), group_size)]
 
 
 def _precheck(adapter: Adapter, model: Any, task: str) -> str | None:
-    if adapter.config["task"] != task:
-        return f"adapter task {adapter.config['task']!r} differs from the dataset task {task!r}"
+    if adapter.config.task != task:
+        return f"adapter task {adapter.config.task!r} differs from the dataset task {task!r}"
     try:
         adapter.check_fits(model)
     except ZooError as exc:
@@ -267,17 +270,6 @@ def _alone(model: Any, adapter: Adapter) -> Any:
         zoo.detach(model)
 
 
-def head_labels(adapter: Adapter) -> list[str] | None:
-    """seq-cls label names: recorded by training, else generic names sized by the saved head."""
-    names = label_names_for_adapter(adapter)
-    if names or adapter.config["task"] != "seq-cls":
-        return names
-    for key, tensor in adapter.saved_tensors().items():
-        if key.endswith(".weight") and tensor.dim() == 2:
-            return [f"LABEL_{i}" for i in range(tensor.shape[0])]
-    return None
-
-
 def load_base_for(adapter: Adapter, *, device: str | None = None,
                   base: str | None = None) -> tuple[Any, Any, Any]:
     """(model, tokenizer, DeviceChoice) for an adapter's base: CUDA + bf16 when usable, else CPU.
@@ -292,7 +284,7 @@ def load_base_for(adapter: Adapter, *, device: str | None = None,
 
     choice = select_device(device)
     cfg = adapter.config
-    model, tokenizer = load_base(base or cfg["base_model"], cfg["task"],
-                                 label_names=head_labels(adapter),
+    model, tokenizer = load_base(base or cfg.base_model, cfg.task,
+                                 label_names=adapter.label_names(),
                                  dtype=choice.base_dtype, device=choice.device)
     return model, tokenizer, choice

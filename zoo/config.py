@@ -17,10 +17,12 @@ from typing import Any
 from zoo.errors import ConfigError
 
 INIT_CHOICES = ("rectified", "chunk-fan")
+MAX_RANK = 1 << 16  # far above any LoRA rank in use; keeps every count inside a 32-bit column
+MAX_SHARE = 1 << 24  # a sharing ratio or stride cannot exceed a layer width
 
 
 def _fail(name: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"{name}={value!r} is invalid: {allowed}")
+    return ConfigError(f"{name}={value!r} is invalid: {allowed}", field=name)
 
 
 @dataclass(frozen=True)
@@ -53,19 +55,19 @@ class PRoLoRAConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _fail(name, value, "must be an integer")
-        if self.r <= 0:
-            raise _fail("r", self.r, "must be a positive integer")
+        if not 0 < self.r <= MAX_RANK:
+            raise _fail("r", self.r, f"must be a positive integer up to {MAX_RANK}")
         if not 0 <= self.unshared_r <= self.r:
             raise _fail("unshared_r", self.unshared_r, f"must be between 0 and r={self.r}")
         for name in ("share_a", "share_b"):
-            if getattr(self, name) < 1:
-                raise _fail(name, getattr(self, name), "must be an integer >= 1")
+            if not 1 <= getattr(self, name) <= MAX_SHARE:
+                raise _fail(name, getattr(self, name), f"must be an integer in 1..{MAX_SHARE}")
         for name in ("stride_a", "stride_b"):
             value = getattr(self, name)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
+                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SHARE
             ):
-                raise _fail(name, value, "must be null or an integer >= 0")
+                raise _fail(name, value, f"must be null or an integer in 0..{MAX_SHARE}")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)):
             raise _fail("alpha", self.alpha, "must be a number")
         if not math.isfinite(self.alpha) or self.alpha <= 0:

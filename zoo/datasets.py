@@ -16,7 +16,6 @@ training provenance by it. Errors are :class:`zoo.errors.DataError` naming the f
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -41,14 +40,12 @@ def check_task(task: str) -> str:
 
 def fingerprint(path: str | os.PathLike[str]) -> str:
     """sha256 hex of the file's bytes (streamed)."""
-    h = hashlib.sha256()
+    from zoo.files import sha256_file
+
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        return sha256_file(path)[0]
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
-    return h.hexdigest()
 
 
 def _read_text(path: str | os.PathLike[str]) -> str:

@@ -95,7 +95,7 @@ def run(steps: int = 80, out: str | None = None, seed: int = 0) -> dict[str, Any
     size = path.stat().st_size
     zoo.attach(model, zoo.Adapter.load(path))  # the file alone reproduces the result
     reloaded = evaluate_adapter(model, tok, "seq-cls", EVAL, 64, max_length=64,
-                                label_names=result.adapter.config["labels"])
+                                label_names=result.adapter.config.label_names)
     zoo.detach(model)
     a = result.adapter
     print(f"adapter    : {path} ({size:,} bytes, sha256 {digest[:12]}…)")

@@ -15,9 +15,16 @@ class ZooError(Exception):
 
 
 class ConfigError(ZooError, ValueError):
-    """A configuration value is invalid (names the field, the value and what is allowed)."""
+    """A configuration value is invalid (names the field, the value and what is allowed).
+
+    ``field`` is the offending field's name when one field is to blame, so a job spec can
+    report it under its path (``train.lr: …``)."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SpecError(ConfigError):

@@ -71,7 +71,7 @@ def evaluate_adapter(
 ) -> dict[str, Any]:
     """Score ``model`` on the file at ``path`` without changing it (eval mode, no grad).
 
-    ``label_names`` (seq-cls): the training label order, e.g. ``adapter.config["labels"]``;
+    ``label_names`` (seq-cls): the training label order, e.g. ``adapter.config.label_names``;
     defaults to the model config's labels when they are not transformers' placeholders, else
     to the file's own labels.
     """

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import re
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,14 +25,16 @@ from typing import Any
 import yaml
 
 from zoo.config import PRoLoRAConfig
-from zoo.errors import ConfigError, SpecError
+from zoo.errors import ConfigError, InvalidNameError, SpecError
+from zoo.names import parse_tag, validate_name
+from zoo.train_options import TrainOptions
+from zoo.untrusted import UntrustedInputError, clip, load_yaml
 
 TASKS = ("seq-cls", "causal-lm")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
-TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*(=[A-Za-z0-9._:/@+-]+)?$")
 RESOURCE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
 MAX_SWEEP_JOBS = 10_000
+MAX_SPEC_BYTES = 1 << 20
 
 
 # ---------------------------------------------------------------- dataclasses ----------------
@@ -43,21 +46,6 @@ class DataSpec:
 
     train: str
     eval: str | None = None
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """Optimisation settings handed to ``zoo.train.train_adapter``."""
-
-    max_steps: int = 200
-    lr: float = 2.0e-4
-    batch_size: int = 16
-    max_length: int = 128
-    seed: int = 0
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    checkpoint_every: int = 50  # steps between checkpoints to the object store (0: never)
-    eval_before: bool = False  # evaluate the untrained start too (metrics baseline_*)
 
 
 @dataclass(frozen=True)
@@ -92,7 +80,7 @@ class JobSpec:
     task: str
     data: DataSpec
     prolora: PRoLoRAConfig
-    train: TrainSpec = field(default_factory=TrainSpec)
+    train: TrainOptions = field(default_factory=TrainOptions)
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     retries: int = 2
     tags: tuple[str, ...] = ()
@@ -127,7 +115,7 @@ class JobSpec:
             task=data["task"],
             data=DataSpec(**data["data"]),
             prolora=PRoLoRAConfig(**data["prolora"]),
-            train=TrainSpec(**data["train"]),
+            train=TrainOptions(**data["train"]),
             resources=ResourceSpec(**data["resources"]),
             retries=data["retries"],
             tags=tuple(data["tags"]),
@@ -158,25 +146,29 @@ class JobSpec:
 
 
 # ---------------------------------------------------------------- schema ---------------------
-# Leaf kinds: "str", "int>0", "int>=0", "num>0", "num>=0", "bool", "strlist", "tags",
-# "str|null", "int>=0|null", "modules" (list of names or one regex), "resmap".
+# Leaf kinds: "str", "int", "int>0", "int>=0", "num", "num>0", "num>=0", "bool", "strlist",
+# "tags", "str|null", "int|null", "num|null", "modules" (list of names or one regex), "resmap".
+# The prolora and train sections are their dataclasses' fields: the types come from the
+# annotations, the ranges from the dataclasses' own validation (one home for each rule).
 
+_HINT_KINDS = {int: "int", float: "num", bool: "bool", str: "str", int | None: "int|null",
+               float | None: "num|null", tuple[str, ...]: "strlist",
+               tuple[str, ...] | str: "modules"}
+
+
+def _kinds_of(cls: type) -> dict[str, str]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _HINT_KINDS[hints[f.name]] for f in fields(cls)}
+
+
+_SECTIONS: dict[str, type] = {"prolora": PRoLoRAConfig, "train": TrainOptions}
 _SCHEMA: dict[str, Any] = {
     "name": "name",
     "base_model": "str",
     "task": "task",
     "data": {"train": "str", "eval": "str|null"},
-    "prolora": {
-        "r": "int>0", "unshared_r": "int>=0", "share_a": "int>0", "share_b": "int>0",
-        "alpha": "num>0", "dropout": "num>=0", "target_modules": "modules",
-        "stride_a": "int>=0|null", "stride_b": "int>=0|null", "rotation": "bool",
-        "init": "str", "modules_to_save": "strlist",
-    },
-    "train": {
-        "max_steps": "int>0", "lr": "num>0", "batch_size": "int>0", "max_length": "int>0",
-        "seed": "int>=0", "weight_decay": "num>=0", "warmup_steps": "int>=0",
-        "checkpoint_every": "int>=0", "eval_before": "bool",
-    },
+    "prolora": _kinds_of(PRoLoRAConfig),
+    "train": _kinds_of(TrainOptions),
     "resources": {"gpus": "num>=0", "cpus": "num>=0", "memory_gb": "num>0|null",
                   "custom": "resmap"},
     "retries": "int>=0",
@@ -184,6 +176,7 @@ _SCHEMA: dict[str, Any] = {
     "alias": "str|null",
     "sweep": "sweep",
 }
+MAX_RETRIES = 100
 _REQUIRED = {"": ("name", "base_model", "task", "data"), "data": ("train",)}
 
 
@@ -242,10 +235,9 @@ def _check_leaf(path: str, kind: str, value: Any) -> Any:
         return value
     if kind in ("str", "name", "task"):
         if not isinstance(value, str) or not value.strip():
-            raise SpecError(f"{path}: expected a non-empty string, got {value!r}")
-        if kind == "name" and not NAME_RE.match(value):
-            raise SpecError(f"{path}: {value!r} is not a valid name (letters, digits, '.', '_',"
-                            " '-'; at most 128 characters)")
+            raise SpecError(f"{path}: expected a non-empty string, got {clip(repr(value), 80)}")
+        if kind == "name":
+            return _named(path, validate_name, value)
         if kind == "task" and value not in TASKS:
             raise SpecError(f"{path}: must be one of {', '.join(TASKS)} (got {value!r})")
         return value
@@ -261,10 +253,7 @@ def _check_leaf(path: str, kind: str, value: Any) -> Any:
         if isinstance(value, str):
             value = [value]
         tags = _check_leaf(path, "strlist", value)
-        for i, tag in enumerate(tags):
-            if not TAG_RE.match(tag) or len(tag) > 200:
-                raise SpecError(f"{path}[{i}]: {tag!r} is not a valid tag (label or key=value)")
-        return tags
+        return tuple(str(_named(f"{path}[{i}]", parse_tag, tag)) for i, tag in enumerate(tags))
     if kind == "resmap":
         if not isinstance(value, Mapping):
             raise SpecError(f"{path}: expected a mapping of resource name to amount")
@@ -275,6 +264,15 @@ def _check_leaf(path: str, kind: str, value: Any) -> Any:
             out[name] = _check_leaf(f"{path}.{name}", "num>0", amount)
         return out
     raise AssertionError(f"unknown schema kind {kind}")  # pragma: no cover - schema bug
+
+
+def _named(path: str, rule: Any, value: str) -> Any:
+    """Apply a catalog name rule (``zoo.names``) so a spec accepts exactly what publish
+    accepts: a name or tag refused here would otherwise be refused after training."""
+    try:
+        return rule(value)
+    except InvalidNameError as exc:
+        raise SpecError(f"{path}: {exc}") from None
 
 
 def _check_section(raw: Any, schema: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -314,14 +312,12 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str, source: str = "spec") -> Any:
-    """YAML → Python; a syntax error becomes ONE line with the line number."""
+    """YAML → Python, bounded (``zoo.untrusted``: no aliases, size and nesting caps); any
+    problem becomes ONE short line with the line number."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"{source}:{line}: malformed YAML: {problem}") from None
+        return load_yaml(text, loader=_Loader, max_bytes=MAX_SPEC_BYTES)
+    except UntrustedInputError as exc:
+        raise SpecError(f"{source}: {exc}") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -423,13 +419,7 @@ def _build(raw: dict[str, Any], point: dict[str, Any], base_dir: Path,
         return resolved[path, value]
 
     checked = _check_section(raw, _SCHEMA, "")
-    prolora_raw = dict(checked.get("prolora") or {})
-    try:
-        prolora = PRoLoRAConfig(**prolora_raw)
-    except ConfigError as exc:  # cross-field rules (unshared_r <= r, init choices...)
-        msg = str(exc)
-        name = msg.split("=", 1)[0] if "=" in msg else ""
-        raise SpecError(f"prolora.{name}: {msg}" if name else f"prolora: {msg}") from None
+    sections = {key: _section(key, checked.get(key) or {}) for key in _SECTIONS}
     data = checked["data"]
     resources = checked.get("resources") or {}
     return JobSpec(
@@ -441,14 +431,29 @@ def _build(raw: dict[str, Any], point: dict[str, Any], base_dir: Path,
             eval=None if data.get("eval") is None
             else locate("data.eval", data["eval"], want_dir=False),
         ),
-        prolora=prolora,
-        train=TrainSpec(**(checked.get("train") or {})),
+        prolora=sections["prolora"],
+        train=sections["train"],
         resources=ResourceSpec(**resources),
-        retries=checked.get("retries", 2),
+        retries=_bounded("retries", checked.get("retries", 2), MAX_RETRIES),
         tags=checked.get("tags", ()),
         alias=_check_alias(checked.get("alias"), checked["name"]),
         sweep_point=point,
     )
+
+
+def _bounded(path: str, value: int, most: int) -> int:
+    if value > most:
+        raise SpecError(f"{path}: at most {most} (got {value})")
+    return value
+
+
+def _section(key: str, values: dict[str, Any]) -> Any:
+    """The dataclass of a section; its own rules (ranges, cross-field) name the field."""
+    try:
+        return _SECTIONS[key](**values)
+    except ConfigError as exc:
+        where = f"{key}.{exc.field}" if exc.field else key
+        raise SpecError(f"{where}: {exc}") from None
 
 
 def _check_alias(alias: str | None, name: str) -> str | None:
@@ -459,9 +464,9 @@ def _check_alias(alias: str | None, name: str) -> str | None:
     if "@" in alias:
         prefix, _, label = alias.partition("@")
         if prefix != name:
-            raise SpecError(f"alias: {alias!r} must be '{name}@<alias>' (the spec's name)")
-    if not NAME_RE.match(label):
-        raise SpecError(f"alias: {alias!r} is not a valid alias")
+            raise SpecError(f"alias: {clip(repr(alias), 80)} must be '{name}@<alias>' "
+                            "(the spec's name)")
+    label = _named("alias", lambda text: validate_name(text, "alias"), label)
     return f"{name}@{label}"
 
 
@@ -505,6 +510,6 @@ def load_specs(source: str | os.PathLike[str] | None = None, *, text: str | None
 
 
 __all__ = [
-    "DataSpec", "JobSpec", "ResourceSpec", "SpecError", "TASKS", "TrainSpec", "leaf_paths",
+    "DataSpec", "JobSpec", "ResourceSpec", "SpecError", "TASKS", "leaf_paths",
     "load_specs", "parse_yaml",
 ]

@@ -18,19 +18,10 @@ if TYPE_CHECKING:
 
 def merge_into(adapter: Adapter, model: nn.Module) -> nn.Module:
     """Attach, merge every layer, then drop the wrappers keeping the merged weights."""
-    from zoo.attach import attach, attachment, set_merged
+    from zoo.attach import attach, merge_and_unwrap
 
     attach(model, adapter)
-    set_merged(model, True)
-    state = attachment(model)
-    from zoo.attach import STATE_ATTR, _set_submodule
-
-    for path, layer in state.layers.items():
-        _set_submodule(model, path, layer.base_layer)  # keeps the merged weight
-    for name, p in model.named_parameters():
-        p.requires_grad_(state.requires_grad.get(name, p.requires_grad))
-    delattr(model, STATE_ATTR)  # saved modules keep the adapter's weights: that is the merge
-    return model
+    return merge_and_unwrap(model)
 
 
 def save_merged(adapter: Adapter, model: nn.Module, out_dir: str | os.PathLike[str],
@@ -42,3 +33,23 @@ def save_merged(adapter: Adapter, model: nn.Module, out_dir: str | os.PathLike[s
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     return out
+
+
+def save_merged_from(adapter: Adapter, base_dir: str | os.PathLike[str],
+                     out_dir: str | os.PathLike[str]) -> Path:
+    """Load the base at ``base_dir`` for the adapter's task (a seq-cls head sized by its
+    labels), merge, and write a transformers directory with the base's tokenizer if it has
+    one."""
+    from types import SimpleNamespace
+
+    from zoo.base_models import load_base, load_tokenizer
+    from zoo.errors import ConfigError
+
+    try:  # a base saved without a tokenizer still merges; the tokenizer is copied when present
+        tokenizer = load_tokenizer(base_dir)
+    except (ConfigError, OSError, ValueError):
+        tokenizer = None
+    model, _ = load_base(base_dir, adapter.config.task, label_names=adapter.label_names(),
+                         dtype=adapter.config.dtype,
+                         tokenizer=tokenizer or SimpleNamespace(pad_token_id=None))
+    return save_merged(adapter, model, out_dir, tokenizer)

@@ -37,15 +37,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from zoo.attach import set_submodule
 from zoo.errors import ConfigError
-from zoo.prolora import expand_a, expand_b
-
-try:  # the index tables expand_a/expand_b take (flat gather tables in the current core)
-    from zoo.prolora import flat_gather_index_a as _table_a
-    from zoo.prolora import flat_gather_index_b as _table_b
-except ImportError:  # pragma: no cover - earlier core: 2-D row tables
-    from zoo.prolora import shared_row_index as _table_a
-    from zoo.prolora import shared_row_index as _table_b
+from zoo.prolora import expand_a, expand_b, flat_gather_index_a, flat_gather_index_b
 
 if TYPE_CHECKING:
     from zoo.adapter import Adapter
@@ -184,29 +178,24 @@ def _row_slots(routing: Routing, device: torch.device) -> torch.Tensor:
 
 @lru_cache(maxsize=1024)
 def _index(part: str, rows: int, width: int, chunk: int, stride: int, rotation: bool) -> torch.Tensor:
-    return (_table_a if part == "a" else _table_b)(rows, width, chunk, stride, rotation)
+    return (flat_gather_index_a if part == "a" else flat_gather_index_b)(rows, width, chunk,
+                                                                         stride, rotation)
 
 
 def expand_module(adapter: Adapter, path: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(A (r × h), B (o × r)) of one module of an adapter; index tables cached across adapters."""
-    c, t, mod = adapter.config, adapter.tensors, adapter.config["modules"][path]
-    h, o = mod["in_features"], mod["out_features"]
+    c, t, mod = adapter.config, adapter.tensors, adapter.config.modules[path]
+    h, o = mod.in_features, mod.out_features
     a_sh, b_sh = t.get(f"{path}.A_shared"), t.get(f"{path}.B_shared")
     idx_a = idx_b = None
     if a_sh is not None and b_sh is not None:
-        idx_a = _index("a", a_sh.shape[0], h, a_sh.shape[1], c["stride_a"], c["rotation"])
-        idx_b = _index("b", b_sh.shape[1], o, b_sh.shape[0], c["stride_b"], c["rotation"])
-    a = expand_a(a_sh, t.get(f"{path}.A_unshared"), in_features=h, share=c["share_a"],
-                 stride=c["stride_a"], rotation=c["rotation"], index=idx_a)
-    b = expand_b(b_sh, t.get(f"{path}.B_unshared"), out_features=o, share=c["share_b"],
-                 stride=c["stride_b"], rotation=c["rotation"], index=idx_b)
+        idx_a = _index("a", a_sh.shape[0], h, a_sh.shape[1], c.stride_a, c.rotation)
+        idx_b = _index("b", b_sh.shape[1], o, b_sh.shape[0], c.stride_b, c.rotation)
+    a = expand_a(a_sh, t.get(f"{path}.A_unshared"), in_features=h, share=c.share_a,
+                 stride=c.stride_a, rotation=c.rotation, index=idx_a)
+    b = expand_b(b_sh, t.get(f"{path}.B_unshared"), out_features=o, share=c.share_b,
+                 stride=c.stride_b, rotation=c.rotation, index=idx_b)
     return a, b
-
-
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, child = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, child, module)
 
 
 class MultiAdapterModel:
@@ -238,27 +227,27 @@ class MultiAdapterModel:
         self.originals: dict[str, nn.Module] = {}
         for path, module in {**adapted, **saved}.items():
             self.originals[path] = model.get_submodule(path)
-            _set_submodule(model, path, module)
+            set_submodule(model, path, module)
         setattr(model, STATE_ATTR, self)
 
     # ---- building the stacks -------------------------------------------------------------
     def _build_adapted(self) -> dict[str, MultiAdapterLinear]:
         paths: dict[str, dict[str, Any]] = {}
         for adapter in self.adapters:
-            for path, mod in adapter.config["modules"].items():
+            for path, mod in adapter.config.modules.items():
                 paths.setdefault(path, mod)
         layers = {}
         for path, mod in paths.items():
-            h, o = mod["in_features"], mod["out_features"]
-            rank = max(a.config["r"] for a in self.adapters if path in a.config["modules"])
+            h, o = mod.in_features, mod.out_features
+            rank = max(a.config.r for a in self.adapters if path in a.config.modules)
             a_stack = torch.zeros(len(self.adapters), rank, h, dtype=self.dtype)  # (K, R, h)
             b_stack = torch.zeros(len(self.adapters), o, rank, dtype=self.dtype)  # (K, o, R)
             for k, adapter in enumerate(self.adapters):
-                if path not in adapter.config["modules"]:
+                if path not in adapter.config.modules:
                     continue  # missing module: zero update for this slot
                 a, b = expand_module(adapter, path)
                 r = a.shape[0]
-                scaling = adapter.config["alpha"] / adapter.config["r"]
+                scaling = adapter.config.scaling
                 a_stack[k, :r] = a.to(self.dtype)
                 b_stack[k, :, :r] = (b.to(torch.float32) * scaling).to(self.dtype)
             layers[path] = MultiAdapterLinear(
@@ -272,7 +261,7 @@ class MultiAdapterModel:
             for key, tensor in adapter.saved_tensors().items():
                 path, _, name = key.rpartition(".")
                 by_module.setdefault(path, {}).setdefault(k, {})[name] = tensor
-        adapted = {p for a in self.adapters for p in a.config["modules"]}
+        adapted = {p for a in self.adapters for p in a.config.modules}
         out = {}
         for path, per_slot in by_module.items():
             base = self.model.get_submodule(path)
@@ -313,7 +302,7 @@ class MultiAdapterModel:
     def detach(self) -> nn.Module:
         """Restore the original modules exactly; returns the model."""
         for path, module in self.originals.items():
-            _set_submodule(self.model, path, module)
+            set_submodule(self.model, path, module)
         self.originals = {}
         if getattr(self.model, STATE_ATTR, None) is self:
             delattr(self.model, STATE_ATTR)

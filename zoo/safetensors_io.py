@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import AdapterFormatError
+from zoo.untrusted import UntrustedInputError, load_json
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 8 * 1024 * 1024  # a 70B model's adapter header with every projection: ~0.2 MB
+MAX_DIMS = 8
 DTYPE_SIZES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
     "BOOL": 1,
@@ -64,43 +65,30 @@ def encode(tensors: Mapping[str, RawTensor], metadata: Mapping[str, str]) -> byt
     return b"".join(parts)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes by temp file in the same directory, fsync, then ``os.replace``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".incomplete", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        tmp = None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def parse_header(blob: bytes, *, source: str = "file") -> tuple[dict[str, str], dict[str, TensorInfo], int]:
     """Parse and check a safetensors header from the file's leading bytes.
 
     Returns (metadata, tensors, data_start). Raises AdapterFormatError for anything that is not
-    a well-formed safetensors file (a pickle, a zip, a truncated file, overlapping offsets).
+    a well-formed safetensors file: a pickle, a zip, a truncated file, a header over
+    ``MAX_HEADER_BYTES`` or nested too deep, negative or non-integer dims, byte ranges that
+    overlap, leave holes or do not match their shape.
     """
     if len(blob) < 8:
         raise AdapterFormatError(f"{source}: not a safetensors file (only {len(blob)} bytes)")
     (n,) = struct.unpack("<Q", blob[:8])
-    if blob[:2] == b"\x80\x02" or blob[:2] == b"PK" or n > MAX_HEADER_BYTES or n == 0:
+    if blob[:2] == b"\x80\x02" or blob[:2] == b"PK" or n == 0:
         raise AdapterFormatError(
             f"{source}: not a safetensors file (pickle/zip or garbage header); "
             "the zoo never loads pickles"
         )
+    if n > MAX_HEADER_BYTES:
+        raise AdapterFormatError(f"{source}: header is {n} bytes; at most {MAX_HEADER_BYTES}")
     if len(blob) < 8 + n:
         raise AdapterFormatError(f"{source}: truncated safetensors header")
     try:
-        header = json.loads(blob[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise AdapterFormatError(f"{source}: not a safetensors file (header is not JSON)") from None
+        header = load_json(blob[8 : 8 + n], max_bytes=MAX_HEADER_BYTES)
+    except UntrustedInputError as exc:
+        raise AdapterFormatError(f"{source}: not a safetensors file (header {exc})") from None
     if not isinstance(header, dict):
         raise AdapterFormatError(f"{source}: not a safetensors file (header is not an object)")
     metadata = header.pop("__metadata__", None) or {}
@@ -108,21 +96,46 @@ def parse_header(blob: bytes, *, source: str = "file") -> tuple[dict[str, str], 
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise AdapterFormatError(f"{source}: __metadata__ must map strings to strings")
-    tensors: dict[str, TensorInfo] = {}
-    for name, info in header.items():
-        try:
-            dtype, shape, (start, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise AdapterFormatError(f"{source}: malformed entry for tensor {name!r}") from None
-        if dtype not in DTYPE_SIZES:
-            raise AdapterFormatError(f"{source}: tensor {name!r} has unsupported dtype {dtype!r}")
-        count = 1
-        for dim in shape:
-            count *= int(dim)
-        if end - start != count * DTYPE_SIZES[dtype] or start < 0:
-            raise AdapterFormatError(f"{source}: tensor {name!r} byte range does not match its shape")
-        tensors[name] = TensorInfo(dtype, tuple(int(d) for d in shape), int(start), int(end))
+    tensors = {name: _tensor_info(name, info, source) for name, info in header.items()}
+    _check_layout(tensors, source)
     return metadata, tensors, 8 + n
+
+
+def _is_index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tensor_info(name: str, info: object, source: str) -> TensorInfo:
+    """One header entry, checked on its own: dtype, dims, and a byte range fitting the shape."""
+    try:
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise AdapterFormatError(f"{source}: malformed entry for tensor {name!r}") from None
+    if dtype not in DTYPE_SIZES:
+        raise AdapterFormatError(f"{source}: tensor {name!r} has unsupported dtype {dtype!r}")
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(map(_is_index, shape)):
+        raise AdapterFormatError(f"{source}: tensor {name!r} has an invalid shape "
+                                 f"(at most {MAX_DIMS} non-negative integer dims)")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_index, offsets)):
+        raise AdapterFormatError(f"{source}: tensor {name!r} has invalid data_offsets")
+    count = 1
+    for dim in shape:
+        count *= dim
+    start, end = offsets
+    if end - start != count * DTYPE_SIZES[dtype]:
+        raise AdapterFormatError(f"{source}: tensor {name!r} byte range does not match its shape")
+    return TensorInfo(dtype, tuple(shape), start, end)
+
+
+def _check_layout(tensors: dict[str, TensorInfo], source: str) -> None:
+    """The byte ranges tile the data section: no overlap, no hole (as safetensors requires)."""
+    position = 0
+    for name, info in sorted(tensors.items(), key=lambda item: (item[1].start, item[1].end)):
+        if info.start != position:
+            what = "overlaps another tensor" if info.start < position else "leaves a gap before it"
+            raise AdapterFormatError(f"{source}: tensor {name!r} {what} (offset {info.start}, "
+                                     f"expected {position})")
+        position = info.end
 
 
 def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, TensorInfo], int]:

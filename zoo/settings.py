@@ -17,10 +17,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from zoo.errors import ConfigError
+from zoo.untrusted import UntrustedInputError, clip, load_yaml
 
 CONFIG_KEYS = ("catalog_url", "store_url", "ray_address")
 ENV_VARS = {"catalog_url": "ZOO_CATALOG_URL", "store_url": "ZOO_STORE_URL",
             "ray_address": "RAY_ADDRESS"}
+MAX_CONFIG_FILE_BYTES = 64 * 1024
 _SECRET_KEY = re.compile(r"(pass|secret|token|key|credential|signature)", re.IGNORECASE)
 
 
@@ -71,41 +73,87 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def strip_credentials(url: str) -> str:
+    """The URL without its password and without secret-looking query parameters
+    (``password``, ``sslpassword``, ``token``…): what may travel to another machine, which reads
+    the secrets from its own environment (``PGPASSWORD``, ``~/.pgpass``, its own
+    ``ZOO_CATALOG_URL``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}@{hostport}"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, v) for k, v in pairs if not _SECRET_KEY.search(k)])
+    if netloc == parts.netloc and len(query) == len(parts.query) and query == parts.query:
+        return url  # nothing secret: keep the text as typed (sqlite:/// stays sqlite:///)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def same_target(a: str, b: str) -> bool:
+    """Whether two URLs name the same database or server once credentials are ignored."""
+    return strip_credentials(a) == strip_credentials(b)
+
+
+def with_local_credentials(forwarded: str, key: str) -> str:
+    """A URL forwarded without credentials, completed from THIS machine's own setting
+    (``ZOO_CATALOG_URL``/``ZOO_STORE_URL`` in its environment or config file) when that names
+    the same target; otherwise the forwarded URL as it is (libpq then reads ``PGPASSWORD`` or
+    ``~/.pgpass``, boto3 its credential chain)."""
+    try:
+        local = getattr(resolve_settings(), key)
+    except ConfigError:
+        return forwarded
+    return local if local and same_target(local, forwarded) else forwarded
+
+
 def _read_config_file(home: Path) -> tuple[dict[str, Any], str | None]:
-    toml_path = home / "config.toml"
-    if toml_path.is_file():
+    """The config file's values, bounded like any text a user hands the zoo
+    (``zoo.untrusted``): size cap, no YAML aliases, errors of one short line."""
+    for name in ("config.toml", "config.yaml", "config.yml"):
+        path = home / name
+        if path.is_file():
+            return _check_file_keys(_parse_config(path), path), str(path)
+    return {}, None
+
+
+def _parse_config(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    if len(text) > MAX_CONFIG_FILE_BYTES:
+        raise ConfigError(f"config file {path} is {len(text)} bytes; at most "
+                          f"{MAX_CONFIG_FILE_BYTES}")
+    if path.suffix == ".toml":
         import tomllib
 
         try:
-            data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {toml_path} is not valid TOML: {exc}") from None
-        return _check_file_keys(data, toml_path), str(toml_path)
-    for name in ("config.yaml", "config.yml"):
-        path = home / name
-        if path.is_file():
-            import yaml
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {clip(str(exc))}") from None
+    import yaml
 
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except (yaml.YAMLError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-            return _check_file_keys(data, path), str(path)
-    return {}, None
+    try:
+        return load_yaml(text, loader=yaml.SafeLoader, max_bytes=MAX_CONFIG_FILE_BYTES) or {}
+    except UntrustedInputError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
 
 
 def _check_file_keys(data: Any, path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of {', '.join(CONFIG_KEYS)}")
-    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    unknown = sorted(map(str, set(data) - set(CONFIG_KEYS)))
     if unknown:
-        raise ConfigError(
-            f"config file {path}: unknown key(s) {', '.join(map(str, unknown))}; "
-            f"allowed: {', '.join(CONFIG_KEYS)}"
-        )
+        raise ConfigError(clip(f"config file {path}: unknown key(s) {', '.join(unknown)}; "
+                               f"allowed: {', '.join(CONFIG_KEYS)}"))
     for key, value in data.items():
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"config file {path}: {key} must be a string, got {value!r}")
+            raise ConfigError(f"config file {path}: {key} must be a string, got "
+                              f"{clip(repr(value), 80)}")
     return data
 
 

@@ -7,6 +7,7 @@ steps, which is all a test of the job machinery needs from a model.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 KV_WORDS = ("[PAD]", "[UNK]", "<s>", "</s>", "=", *[f"k{i}" for i in range(10)],
             *[f"v{i}" for i in range(10)])
@@ -37,4 +38,24 @@ def save_tiny_kv_llama(path: str | Path, *, seed: int = 0) -> Path:
     return path
 
 
-__all__ = ["KV_WORDS", "save_tiny_kv_llama"]
+def random_adapter(model: Any, hyper: Any, *, base_model: str, seed: int, scale: float = 0.2,
+                   task: str = "causal-lm") -> Any:
+    """An adapter with random weights of exactly the shapes ``zoo.extract`` would give for
+    ``hyper`` (a PRoLoRAConfig) on ``model``, without attaching anything: fast, for building
+    hundreds of varied adapters in tests and benchmarks."""
+    import torch
+
+    from zoo.adapter import Adapter
+    from zoo.adapter_config import AdapterConfig
+    from zoo.attach import find_targets, module_shape
+
+    modules = {path: module_shape(model, path) for path in find_targets(model, hyper)}
+    config = AdapterConfig.build(hyper, base_model=base_model, base_model_digest=None,
+                                 task=task, dtype="float32", modules=modules,
+                                 modules_to_save=())
+    g = torch.Generator().manual_seed(seed)
+    return Adapter(config, {k: torch.randn(shape, generator=g) * scale
+                            for k, shape in config.expected_shapes().items()})
+
+
+__all__ = ["KV_WORDS", "random_adapter", "save_tiny_kv_llama"]

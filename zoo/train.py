@@ -23,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from zoo.config import PRoLoRAConfig
@@ -39,69 +39,9 @@ from zoo.datasets import (
     pad_id,
 )
 from zoo.errors import ConfigError, TrainingStopped
+from zoo.train_options import TrainOptions
 
 CHECKPOINT_FORMAT = "zoo.train-checkpoint/1"
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Optimisation settings. Give ``max_steps`` or ``epochs`` (neither: one epoch)."""
-
-    max_steps: int | None = None
-    epochs: float | None = None
-    lr: float = 2e-4
-    batch_size: int = 16
-    grad_accum: int = 1
-    max_length: int = 128
-    warmup_ratio: float = 0.03
-    warmup_steps: int | None = None  # overrides warmup_ratio when set
-    weight_decay: float = 0.0
-    max_grad_norm: float = 0.3
-    seed: int = 0
-    eval_batch_size: int = 32
-    checkpoint_every: int = 0  # optimizer steps between checkpoint callbacks; 0 = never
-    eval_before: bool = False  # also evaluate before training: metrics baseline_* (the "before")
-
-    def __post_init__(self) -> None:
-        if self.max_steps is not None and self.epochs is not None:
-            raise ConfigError("give train max_steps or epochs, not both")
-        checks = {
-            "max_steps": self.max_steps is None or self.max_steps > 0,
-            "epochs": self.epochs is None or self.epochs > 0,
-            "lr": self.lr > 0, "batch_size": self.batch_size > 0, "grad_accum": self.grad_accum > 0,
-            "max_length": self.max_length > 1, "warmup_ratio": 0 <= self.warmup_ratio <= 1,
-            "warmup_steps": self.warmup_steps is None or self.warmup_steps >= 0,
-            "weight_decay": self.weight_decay >= 0, "max_grad_norm": self.max_grad_norm > 0,
-            "seed": self.seed >= 0, "eval_batch_size": self.eval_batch_size > 0,
-            "checkpoint_every": self.checkpoint_every >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"train {name}={getattr(self, name)!r} is out of range")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown train option(s) {', '.join(unknown)}; "
-                              f"allowed: {', '.join(sorted(known))}")
-        return cls(**data)
-
-    def total_steps(self, num_examples: int) -> int:
-        """Optimizer steps: ``max_steps``, or ``epochs`` worth of micro-batches / grad_accum."""
-        if self.max_steps is not None:
-            return self.max_steps
-        micro = math.ceil(num_examples / self.batch_size)
-        return max(1, math.ceil((self.epochs or 1.0) * micro / self.grad_accum))
-
-    def lr_at(self, step: int, total: int) -> float:
-        """Linear warmup to ``lr`` then linear decay to 0 (step is 0-based)."""
-        warm = self.warmup_steps if self.warmup_steps is not None else math.ceil(
-            self.warmup_ratio * total)
-        if step < warm:
-            return self.lr * (step + 1) / warm
-        return self.lr * max(0.0, (total - step) / max(1, total - warm))
 
 
 @dataclass

@@ -29,7 +29,7 @@ def test_header_follows_the_format(tmp_path):
     path = tmp_path / "a.safetensors"
     digest = adapter.save(path)
     header = read_adapter_header(path)
-    cfg = header.config
+    cfg = header.config.to_dict()  # the JSON mapping in the file
     assert cfg["stride_a"] == 1 and cfg["stride_b"] == 1  # resolved: max(3 // 3, 1), max(3 // 2, 1)
     assert cfg["modules"]["model.layers.0.self_attn.q_proj"] == {
         "in_features": 48, "out_features": 48, "kind": "linear"}
@@ -73,7 +73,7 @@ def test_bf16_storage(tmp_path):
     model = zoo.attach(tiny_llama(), zoo.PRoLoRAConfig(target_modules=["q_proj"]))
     randomize_adapter(model)
     adapter = zoo.extract(model, base_model="x", dtype=torch.bfloat16)
-    assert adapter.config["dtype"] == "bfloat16"
+    assert adapter.config.dtype == "bfloat16"
     adapter.save(tmp_path / "a.safetensors")
     loaded = zoo.Adapter.load(tmp_path / "a.safetensors")
     assert all(t.dtype == torch.bfloat16 for t in loaded.tensors.values())
@@ -107,7 +107,7 @@ def test_targets_matching_nothing_lists_candidates():
 def _rewrite(path, *, config=None, version="1", shapes=None):
     """A file written like ours but with a tampered header."""
     adapter = zoo.Adapter.load(path)
-    cfg = config or adapter.config
+    cfg = config or adapter.config.to_dict()
     tensors = {k: RawTensor("F32", tuple(shapes.get(k, v.shape) if shapes else v.shape),
                             b"\0" * 4 * int(torch.Size(shapes.get(k, v.shape) if shapes
                                                        else v.shape).numel()))
@@ -190,3 +190,88 @@ def test_extracted_adapter_is_a_snapshot(tokens):
     randomize_adapter(model, seed=9)
     zoo.detach(model)
     assert adapter.to_bytes() == digest
+
+
+# ---- hostile headers: bounded, and refused with exit code 3 (docs/adapter-format.md) ---------
+
+def _raw_file(header: dict, data: bytes = b"") -> bytes:
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def test_deeply_nested_header_is_a_format_error_not_a_recursion_error(tmp_path):
+    p = tmp_path / "deep.safetensors"
+    nested = "[" * 100_000 + "]" * 100_000
+    text = ('{"__metadata__":{"format":"zoo.prolora"},"x":' + nested + "}").encode()
+    p.write_bytes(struct.pack("<Q", len(text)) + text)
+    with pytest.raises(AdapterFormatError, match="nested more than"):
+        zoo.Adapter.load(p)
+
+
+def test_oversized_header_and_config_are_refused(tmp_path):
+    from zoo.safetensors_io import MAX_HEADER_BYTES
+
+    p = tmp_path / "big.safetensors"
+    p.write_bytes(struct.pack("<Q", MAX_HEADER_BYTES + 8) + b" " * 64)
+    with pytest.raises(AdapterFormatError, match="header is .* bytes; at most"):
+        zoo.Adapter.load(p)
+    good = tmp_path / "a.safetensors"
+    trained_adapter().save(good)
+    cfg = zoo.Adapter.load(good).config.to_dict()
+    cfg["notes"] = "x" * (2 << 20)  # a 2 MB producer field: over the config cap
+    _rewrite(good, config=cfg)
+    with pytest.raises(AdapterFormatError, match="config is .* bytes; at most"):
+        zoo.Adapter.load(good)
+
+
+def test_config_dtype_must_match_the_tensors(tmp_path):
+    p = tmp_path / "a.safetensors"
+    trained_adapter().save(p)
+    cfg = zoo.Adapter.load(p).config.to_dict()
+    cfg["dtype"] = "bfloat16"  # the tensors are F32
+    _rewrite(p, config=cfg)
+    with pytest.raises(AdapterFormatError, match=r"is F32, but config dtype is bfloat16"):
+        zoo.Adapter.load(p)
+
+
+@pytest.mark.parametrize("entries, needle", [
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, "overlaps another tensor"),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, "leaves a gap"),
+    ({"a": {"dtype": "F32", "shape": [-2, -1], "data_offsets": [0, 8]}}, "invalid shape"),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}, "invalid data_offsets"),
+    ({"a": {"dtype": "F32", "shape": [True, 2], "data_offsets": [0, 8]}}, "invalid shape"),
+])
+def test_bad_byte_layouts_are_refused(tmp_path, entries, needle):
+    p = tmp_path / "bad.safetensors"
+    p.write_bytes(_raw_file(entries, b"\0" * 16))
+    with pytest.raises(AdapterFormatError, match=needle):
+        zoo.Adapter.load(p)
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"modules": {"m": {"in_features": -4, "out_features": 4, "kind": "linear"}}},
+     "invalid description"),
+    ({"r": 10**30}, "invalid"),
+    ({"share_a": 500}, "smaller than its sharing ratios"),
+    ({"labels": "neg,pos"}, "labels"),
+    ({"task": "vision"}, "task 'vision'"),
+])
+def test_bad_config_fields_are_refused_with_exit_code_3(tmp_path, change, needle):
+    from zoo.adapter_config import AdapterConfig
+
+    p = tmp_path / "a.safetensors"
+    trained_adapter().save(p)
+    cfg = {**zoo.Adapter.load(p).config.to_dict(), **change}
+    with pytest.raises(AdapterFormatError, match=needle) as info:
+        AdapterConfig.from_dict(cfg)
+    assert info.value.exit_code == 3
+
+
+def test_config_round_trips_to_the_same_bytes(tmp_path):
+    """Reading a config and writing it back is the identity: producer fields, int alphas and
+    module order survive, so a re-saved adapter keeps its digest."""
+    p = tmp_path / "a.safetensors"
+    digest = trained_adapter().save(p)
+    again = zoo.Adapter.load(p)
+    assert again.save(tmp_path / "b.safetensors") == digest

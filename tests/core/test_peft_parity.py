@@ -58,7 +58,7 @@ def test_export_gpt2_conv1d(tmp_path, tokens):
         r=6, unshared_r=2, share_a=3, share_b=4, target_modules=["c_attn", "c_fc"]))
     randomize_adapter(model)
     adapter = zoo.extract(model, base_model="tiny-gpt2")
-    assert {m["kind"] for m in adapter.config["modules"].values()} == {"conv1d"}
+    assert {m.kind for m in adapter.config.modules.values()} == {"conv1d"}
     loaded = _export_and_reload(adapter, tiny_gpt2(), tmp_path)
     import json
 
@@ -72,7 +72,7 @@ def test_export_seq_cls_with_head(tmp_path, tokens):
         modules_to_save=("classifier",)))
     randomize_adapter(model)  # includes the (trainable) classifier head
     adapter = zoo.extract(model, base_model="tiny-bert")
-    assert adapter.config["task"] == "seq-cls"
+    assert adapter.config.task == "seq-cls"
     assert "saved.classifier.weight" in adapter.tensors
     loaded = _export_and_reload(adapter, tiny_bert_cls(), tmp_path)
     torch.testing.assert_close(loaded(tokens).logits, model(tokens).logits, rtol=1e-5, atol=1e-5)
@@ -83,7 +83,7 @@ def test_import_peft_is_lossless(tmp_path, tokens):
     randomize_adapter(theirs)
     theirs.save_pretrained(tmp_path / "p")
     adapter = zoo.Adapter.from_peft(tmp_path / "p")
-    assert adapter.config["unshared_r"] == adapter.config["r"] == 4
+    assert adapter.config.unshared_r == adapter.config.r == 4
     ours = zoo.attach(tiny_llama(), adapter)
     torch.testing.assert_close(ours(tokens).logits, theirs(tokens).logits, rtol=1e-5, atol=1e-5)
     # and back out again: the export holds the very same tensors

@@ -12,25 +12,14 @@ from evalkit import LLAMA_TARGETS, char_tokenizer, tiny_llama, write_lm_data
 
 def random_adapter(model: torch.nn.Module, base_model: str, rng: random.Random, seed: int):
     """A random-weight adapter of a varied config, built from the shapes ``extract`` would give."""
-    from zoo.adapter import Adapter
-    from zoo.adapter_meta import expected_shapes
     from zoo.config import PRoLoRAConfig
+    from zoo.testing import random_adapter as build
 
     r = rng.choice([2, 4, 8])
     cfg = PRoLoRAConfig(r=r, unshared_r=rng.randint(0, r), share_a=rng.choice([1, 2, 4]),
                         share_b=rng.choice([1, 2, 4]), alpha=rng.choice([8.0, 16.0]),
                         target_modules=rng.choice([LLAMA_TARGETS[:2], LLAMA_TARGETS[:4], LLAMA_TARGETS]))
-    modules = {name: {"in_features": m.in_features, "out_features": m.out_features, "kind": "linear"}
-               for name, m in model.named_modules()
-               if name and cfg.matches(name) and isinstance(m, torch.nn.Linear)}
-    config = dict(base_model=base_model, base_model_digest=None, task="causal-lm", r=cfg.r,
-                  unshared_r=cfg.unshared_r, share_a=cfg.share_a, share_b=cfg.share_b,
-                  stride_a=cfg.resolved_stride_a(), stride_b=cfg.resolved_stride_b(),
-                  rotation=True, init="rectified", alpha=cfg.alpha, dropout=0.0,
-                  dtype="float32", modules=modules, modules_to_save=[])
-    g = torch.Generator().manual_seed(seed)
-    return Adapter(config, {k: torch.randn(s, generator=g) * 0.2
-                            for k, s in expected_shapes(config).items()})
+    return build(model, cfg, base_model=base_model, seed=seed)
 
 
 class Zoo:

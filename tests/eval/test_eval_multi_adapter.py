@@ -48,8 +48,8 @@ def llama_group():
     rng = random.Random(0)
     adapters = [make_adapter(model, random_config(rng, LLAMA_TARGETS), seed=i)
                 for i in range(22)]
-    assert len({(a.config["r"], a.config["unshared_r"], a.config["share_a"],
-                 tuple(a.config["modules"])) for a in adapters}) > 15  # really mixed
+    assert len({(a.config.r, a.config.unshared_r, a.config.share_a,
+                 tuple(a.config.modules)) for a in adapters}) > 15  # really mixed
     return model, adapters
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo.adapter_meta import FORMAT, FORMAT_VERSION, canonical_config_json, expected_shapes
+from zoo.adapter_config import AdapterConfig
+from zoo.adapter_meta import file_metadata
 from zoo.safetensors_io import RawTensor, encode
 
 
@@ -34,18 +35,16 @@ def adapter_config(*, r: int = 4, u: int = 1, hidden: int = 32, layers: int = 2,
 
 def make_adapter_bytes(seed: int = 0, **kwargs) -> bytes:
     """A valid adapter file with seeded random float tensors (distinct seed, distinct bytes)."""
-    config = adapter_config(**kwargs)
+    config = AdapterConfig.from_dict(adapter_config(**kwargs))
     rng = random.Random(seed)
     tensors = {}
-    for name, shape in expected_shapes(config).items():
+    for name, shape in config.expected_shapes().items():
         n = 1
         for d in shape:
             n *= d
         data = array.array("f", (rng.uniform(-0.1, 0.1) for _ in range(n))).tobytes()
         tensors[name] = RawTensor("F32", shape, data)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "config": canonical_config_json(config)}
-    return encode(tensors, meta)
+    return encode(tensors, file_metadata(config))
 
 
 def write_adapter(path: Path, seed: int = 0, **kwargs) -> tuple[Path, str]:
@@ -85,6 +84,7 @@ class Backend:
     """A catalog + store pair, with the URLs a subprocess or the CLI needs."""
 
     def __init__(self, kind: str, catalog_url: str, store_url: str) -> None:
+        from zoo.storage.binding import bind
         from zoo.storage.blobstore import open_store
         from zoo.storage.db import init_catalog, open_catalog
 
@@ -94,6 +94,7 @@ class Backend:
         init_catalog(catalog_url)
         self.catalog = open_catalog(catalog_url)
         self.store = open_store(store_url)
+        bind(self.catalog, self.store)  # what `zoo init` does
 
     def env(self) -> dict[str, str]:
         """Environment for a subprocess / CliRunner pointing at this backend."""
@@ -182,7 +183,13 @@ def real_adapter(path: Path, seed: int = 0, *, base_dir: Path | None = None) -> 
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=gen) * 0.05)
-    adapter = zoo.extract(model, base_model=base_name, task="causal-lm")
+    digest = None
+    if base_dir is not None:
+        from zoo.digest import base_model_digest
+
+        digest = base_model_digest(base_dir)  # as training records it
+    adapter = zoo.extract(model, base_model=base_name, base_model_digest=digest,
+                          task="causal-lm")
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = adapter.save(path)
     return path, digest

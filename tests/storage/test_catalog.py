@@ -50,11 +50,13 @@ def test_job_publishes_at_most_one_adapter(catalog, add):
         add("a", seed=2, job_id="job-7")
 
 
-def test_params_argument_overrides_config(catalog):
+def test_params_column_is_the_configs_count(catalog):
+    """One home for the count: the catalog column is AdapterConfig.params, never a caller's."""
+    from zoo.adapter_config import AdapterConfig
+
     with catalog.transaction() as s:
-        row = api.add_adapter(s, digest=fake_digest(1), size=1, config=adapter_config(),
-                              name="p", params=42)
-        assert row.params == 42
+        row = api.add_adapter(s, digest=fake_digest(1), size=1, config=adapter_config(), name="p")
+        assert row.params == AdapterConfig.from_dict(adapter_config()).params > 0
 
 
 def test_resolve_id_prefix_and_alias(catalog, add):

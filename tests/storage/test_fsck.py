@@ -17,7 +17,9 @@ from blob_fixtures import make_adapter_bytes, write_adapter
 
 from zoo.errors import ConfigError
 from zoo.storage.blobstore import BLOB_DIR
-from zoo.storage.fsck import collect_garbage, fsck, gc, parse_duration
+from zoo.durations import parse_duration
+from zoo.storage.fsck import fsck
+from zoo.storage.gc import collect, gc
 from zoo.storage.publish import publish
 
 # shared fixtures (tests/storage/blob_fixtures.py)
@@ -85,23 +87,23 @@ def test_fsck_finds_missing_and_corrupt_blobs(backend, tmp_path):
 
 def test_gc_respects_grace_and_never_removes_referenced(backend, tmp_path):
     published, orphan = _setup(backend, tmp_path)
-    young = gc(backend.catalog, backend.store, grace="1h")
+    young = gc(backend.catalog, backend.store, grace="1h").adapters
     assert young.removed == [] and [b.digest for b in young.kept_young] == [orphan]
-    dry = gc(backend.catalog, backend.store, grace=0, dry_run=True)
+    dry = gc(backend.catalog, backend.store, grace=0, dry_run=True).adapters
     assert [b.digest for b in dry.removed] == [orphan]
     assert orphan in backend.blob_digests()
-    done = gc(backend.catalog, backend.store, grace=0)
+    done = gc(backend.catalog, backend.store, grace=0).adapters
     assert [b.digest for b in done.removed] == [orphan]
     assert backend.blob_digests() == {d for _, d in published}
     assert fsck(backend.catalog, backend.store, verify=True).orphans == []
-    assert gc(backend.catalog, backend.store, grace=0).removed == []
+    assert gc(backend.catalog, backend.store, grace=0).adapters.removed == []
 
 
 def test_gc_removes_old_orphans_with_default_grace(sqlite_backend, tmp_path):
     _published, orphan = _setup(sqlite_backend, tmp_path, n=1)
     old = time.time() - 7200
     os.utime(sqlite_backend.store.path_for(orphan), (old, old))
-    report = gc(sqlite_backend.catalog, sqlite_backend.store, grace="1h")
+    report = gc(sqlite_backend.catalog, sqlite_backend.store, grace="1h").adapters
     assert [b.digest for b in report.removed] == [orphan]
 
 
@@ -136,13 +138,13 @@ def test_gc_removes_a_killed_writers_temp_file_after_grace(sqlite_backend, tmp_p
     assert left.size > 0 and Path(left.where).parent.parent == store.root / BLOB_DIR
     assert fsck(sqlite_backend.catalog, store).ok  # not a blob: fsck neither counts nor minds it
 
-    assert gc(sqlite_backend.catalog, store, grace="1h").unfinished_removed == []  # maybe live
+    assert gc(sqlite_backend.catalog, store, grace="1h").adapters.unfinished_removed == []  # maybe live
     old = time.time() - 7200
     os.utime(left.where, (old, old))
-    dry = gc(sqlite_backend.catalog, store, grace="1h", dry_run=True)
+    dry = gc(sqlite_backend.catalog, store, grace="1h", dry_run=True).adapters
     assert [w.where for w in dry.unfinished_removed] == [left.where]
     assert Path(left.where).exists()
-    done = gc(sqlite_backend.catalog, store, grace="1h")
+    done = gc(sqlite_backend.catalog, store, grace="1h").adapters
     assert [w.where for w in done.unfinished_removed] == [left.where]
     assert list(store.unfinished_writes()) == [] and not Path(left.where).exists()
     assert sqlite_backend.blob_digests() == {published[0][1], orphan}  # young orphan kept
@@ -163,8 +165,8 @@ def test_gc_aborts_abandoned_s3_multipart_uploads(s3_env, s3_bucket):
     assert left.where.endswith(f"{store.key_for(digest)}?uploadId={upload['UploadId']}")
 
     # moto reports every upload as initiated in 2010, so a grace of decades stands for "young"
-    assert collect_garbage(store, set, grace="20000d").unfinished_removed == []
-    assert [w.where for w in collect_garbage(store, set, grace=0).unfinished_removed] == [
+    assert collect(store, set, grace_s=20000 * 86400).unfinished_removed == []
+    assert [w.where for w in collect(store, set, grace_s=0, force=True).unfinished_removed] == [
         left.where]
     assert list(store.unfinished_writes()) == []
     remaining = client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])

@@ -79,9 +79,9 @@ def test_upgrade_from_0001_keeps_the_jobs_and_adds_log_text(catalog_url):
             command.upgrade(schema.alembic_config(conn), "0001")
             conn.execute(sa.text("INSERT INTO jobs (id, name, spec, state, attempt, max_retries) "
                                  "VALUES ('job-1', 'old', '{}', 'SUCCEEDED', 1, 0)"))
-        with pytest.raises(SchemaVersionError, match="older than this code's 0002; run `zoo init`"):
+        with pytest.raises(SchemaVersionError, match="older than this code's 0003; run `zoo init`"):
             open_catalog(catalog_url)
-        assert init_catalog(catalog_url) == ("0001", "0002")
+        assert init_catalog(catalog_url) == ("0001", "0003")
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT id, name, log_text FROM jobs")).all()
         assert [tuple(r) for r in rows] == [("job-1", "old", None)]
@@ -90,5 +90,30 @@ def test_upgrade_from_0001_keeps_the_jobs_and_adds_log_text(catalog_url):
             columns = {c["name"] for c in sa.inspect(conn).get_columns("jobs")}
             assert "log_text" not in columns
             assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection")
+def test_upgrade_from_0002_adds_the_base_registry(catalog_url):
+    """Revision 0003: base_models gains location/registered_at (old rows keep theirs, NULL),
+    and catalog_meta appears; downgrading removes both again."""
+    from alembic import command
+
+    engine = sa.create_engine(catalog_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(schema.alembic_config(conn), "0002")
+            conn.execute(sa.text("INSERT INTO base_models (name, digest) VALUES ('b', 'd')"))
+        assert init_catalog(catalog_url) == ("0002", "0003")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT name, digest, location FROM base_models")).all()
+            assert [tuple(r) for r in rows] == [("b", "d", None)]
+            assert conn.execute(sa.text("SELECT count(*) FROM catalog_meta")).scalar() == 0
+        with engine.begin() as conn:
+            command.downgrade(schema.alembic_config(conn), "0002")
+            assert not sa.inspect(conn).has_table("catalog_meta")
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("base_models")}
+            assert "location" not in columns
     finally:
         engine.dispose()

@@ -4,6 +4,7 @@ one transaction with ``on_commit``, and bad input rejected before any I/O."""
 from __future__ import annotations
 
 import blob_fixtures as bf
+from zoo.storage.binding import MARKER
 import pytest
 from blob_fixtures import sha256_path, write_adapter
 
@@ -52,19 +53,17 @@ def test_same_job_id_publishes_once(backend, tmp_path):
 
 
 def test_on_commit_runs_inside_the_transaction(sqlite_backend, tmp_path):
-    from sqlalchemy import bindparam, select
+    from sqlalchemy import select
 
-    from zoo.storage.prepared import Prepared
     from zoo.storage.tables import AdapterRow
 
     path, digest = write_adapter(tmp_path / "a.safetensors", seed=5)
     seen = []
-    by_digest = Prepared(select(AdapterRow.__table__.c.id).where(
-        AdapterRow.__table__.c.digest == bindparam("digest")))
 
-    def on_commit(connection, adapter_id):
+    def on_commit(session, adapter_id):
         # the row is visible in this transaction before it commits
-        seen.append(by_digest.first(connection, {"digest": digest}))
+        seen.append(tuple(session.execute(select(AdapterRow.id)
+                                          .where(AdapterRow.digest == digest)).one()))
         seen.append(adapter_id)
 
     result = publish(sqlite_backend.catalog, sqlite_backend.store, path, name="x",
@@ -99,8 +98,8 @@ def test_in_memory_publish_whose_transaction_fails_leaves_an_orphan_and_no_temp(
     assert sqlite_backend.adapter_rows() == []
     assert sqlite_backend.blob_digests() == {digest}
     root = sqlite_backend.store.root
-    assert [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()] == [
-        blob_key(digest)]
+    assert [p.relative_to(root).as_posix() for p in root.rglob("*")
+            if p.is_file() and p.name != MARKER] == [blob_key(digest)]
 
 
 def test_upload_failing_inside_the_transaction_commits_no_row(sqlite_backend, tmp_path):

@@ -163,8 +163,16 @@ def test_pull_merged_writes_a_loadable_model(sqlite_backend, tmp_path):
     import zoo
     from zoo.adapter import Adapter
 
+    from zoo.storage.bases import register_location
+
     native, _ = real_adapter(tmp_path / "n.safetensors", seed=4, base_dir=tmp_path / "base")
     res = publish(sqlite_backend.catalog, sqlite_backend.store, native, name="m")
+    with pytest.raises(NotFoundError, match="has no registered location; run `zoo base add"):
+        pull(sqlite_backend.catalog, sqlite_backend.store, [res.id], out_dir=tmp_path / "out",
+             format="merged")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    register_location(sqlite_backend.catalog, sqlite_backend.store, "tiny-llama",
+                      str(tmp_path / "base"))
     result = pull(sqlite_backend.catalog, sqlite_backend.store, [res.id],
                   out_dir=tmp_path / "out", format="merged")
     merged_dir = Path(result.adapters[0].path)

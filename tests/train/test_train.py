@@ -37,9 +37,9 @@ def test_causal_lm_training_lowers_the_loss(llama_dir, lm_files):
     lrs = [p["lr"] for p in seen]
     assert lrs[0] < lrs[1] == pytest.approx(1e-2) and lrs[-1] < lrs[20] < lrs[1]  # warmup, decay
     cfg = result.adapter.config
-    assert cfg["base_model"] == str(llama_dir) and cfg["task"] == "causal-lm"
-    assert cfg["base_model_digest"] == base_model_digest(llama_dir)
-    assert cfg["seed"] == 0 and len(cfg["dataset_fingerprint"]) == 64
+    assert cfg.base_model == str(llama_dir) and cfg.task == "causal-lm"
+    assert cfg.base_model_digest == base_model_digest(llama_dir)
+    assert cfg.extra["seed"] == 0 and len(cfg.extra["dataset_fingerprint"]) == 64
     assert m["adapter_params"] == result.adapter.num_params > 0
 
 
@@ -51,7 +51,7 @@ def test_seq_cls_training_learns_and_the_file_reproduces_the_metrics(bert_dir, c
     m = result.metrics
     assert m["train_loss"] < m["train_loss_first"] - 0.1, m
     assert m["eval_accuracy"] >= 0.7, m
-    assert result.adapter.config["labels"] == ["neg", "pos"]
+    assert result.adapter.config.label_names == ("neg", "pos")
     assert m["saved_params"] == 2 * 32 + 2  # the classifier head travels with the adapter
 
     path = tmp_path / "a.safetensors"
@@ -60,7 +60,7 @@ def test_seq_cls_training_learns_and_the_file_reproduces_the_metrics(bert_dir, c
     before = evaluate_adapter(base, tok, "seq-cls", evaluation, 32, label_names=["neg", "pos"])
     zoo.attach(base, zoo.Adapter.load(path))
     after = evaluate_adapter(base, tok, "seq-cls", evaluation, 32,
-                             label_names=result.adapter.config["labels"])
+                             label_names=result.adapter.config.label_names)
     assert after["accuracy"] == pytest.approx(m["eval_accuracy"])
     assert after["loss"] == pytest.approx(m["eval_loss"], rel=1e-5)
     assert after["loss"] < before["loss"]
@@ -173,7 +173,7 @@ def test_cuda_training_uses_bf16_autocast_with_fp32_adapter(llama_dir, lm_files)
                        eval_path=str(lm_files[1]), device="cuda")
     m = result.metrics
     assert m["train_loss"] < m["train_loss_first"] - 0.3, m
-    assert result.adapter.config["dtype"] == "float32"
+    assert result.adapter.config.dtype == "float32"
     assert all(t.device.type == "cpu" for t in result.adapter.tensors.values())
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
 from zoo.storage import jobs, staging
-from zoo.workers import tasks
+from zoo.workers import train_task as tasks
 from zoo.workers.artifacts import gc_job_artifacts, referenced_artifacts
 
 

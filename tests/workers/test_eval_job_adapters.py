@@ -10,7 +10,7 @@ import pytest
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
 from zoo.storage import jobs, staging
-from zoo.workers import tasks
+from zoo.workers import train_task as tasks
 
 
 @pytest.fixture

@@ -78,8 +78,10 @@ def test_set_overrides_are_yaml_typed(spec_dir):
 @pytest.mark.parametrize(("edit", "expected"), [
     (("retries: 2", "retries: 2\nepochs: 3"), "epochs: unknown field"),
     (("seed: 0}", "seed: 0, sede: 1}"), "train.sede: unknown field"),
-    (("r: 8,", "r: 0,"), "prolora.r: must be a positive integer (got 0)"),
-    (("r: 8,", "r: -3,"), "prolora.r: must be a positive integer (got -3)"),
+    (("r: 8,", "r: 0,"), "prolora.r: r=0 is invalid: must be a positive integer"),
+    (("r: 8,", "r: -3,"), "prolora.r: r=-3 is invalid"),
+    (("r: 8,", "r: 100000000000000000000,"), "prolora.r: r=100000000000000000000 is invalid"),
+    (("lr: 2.0e-4", "lr: 0"), "train.lr: lr=0.0 is invalid"),
     (("r: 8,", "r: eight,"), "prolora.r: expected an integer, got 'eight'"),
     (("lr: 2.0e-4", "lr: fast"), "train.lr: expected a number, got 'fast'"),
     (("unshared_r: 1", "unshared_r: 9"), "prolora.unshared_r:"),
@@ -87,13 +89,17 @@ def test_set_overrides_are_yaml_typed(spec_dir):
     (("./model", "./nope"), "base_model: model directory not found"),
     (("data/train.jsonl", "data/missing.jsonl"), "data.train: data file not found"),
     (("gpus: 0.25", "gpus: -1"), "resources.gpus: must be a number >= 0 (got -1)"),
-    (("tags: [demo, team=nlp]", "tags: [../etc]"), "tags[0]: '../etc' is not a valid tag"),
+    (("tags: [demo, team=nlp]", "tags: [../etc]"), "tags[0]: tag key '../etc' contains '..'"),
+    # what publish refuses, the spec refuses before any training
+    (("tags: [demo, team=nlp]", "tags: [team=nlp/core]"), "tags[0]: tag value 'nlp/core'"),
+    (("tags: [demo, team=nlp]", "tags: [a..b]"), "tags[0]: tag key 'a..b' contains '..'"),
     (("alias: sentiment@latest", "alias: other@latest"), "alias: 'other@latest' must be"),
-    (("name: sentiment", "name: ../x"), "name: '../x' is not a valid name"),
+    (("name: sentiment", "name: ../x"), "name: name '../x' contains '..'"),
     (("name: sentiment\n", ""), "name: required field is missing"),
     (("retries: 2", "sweep: {prolora.rank: [1, 2]}"), "sweep: unknown key 'prolora.rank'"),
     (("retries: 2", "sweep: {prolora.r: 4}"), "sweep.prolora.r: expected a non-empty list"),
-    (("retries: 2", "sweep: {prolora.r: [4, 0]}"), "prolora.r: must be a positive integer"),
+    (("retries: 2", "sweep: {prolora.r: [4, 0]}"), "prolora.r: r=0 is invalid"),
+    (("retries: 2", "retries: 1000"), "retries: at most 100"),
 ])
 def test_bad_specs_name_the_field(spec_dir, edit, expected):
     old, new = edit
@@ -136,3 +142,25 @@ def test_every_leaf_path_is_sweepable_or_settable():
     paths = leaf_paths()
     assert "prolora.r" in paths and "train.seed" in paths and "resources.gpus" in paths
     assert "sweep" not in paths
+
+
+def test_names_the_catalog_allows_are_allowed(spec_dir):
+    """One set of name rules: a spec takes every name publish takes (Unicode letters, dots)."""
+    text = GOOD.replace("name: sentiment", "name: модель.v2").replace(
+        "alias: sentiment@latest", "alias: модель.v2@prod")
+    [spec] = load_specs(write(spec_dir, text))
+    assert spec.name == "модель.v2" and spec.alias == "модель.v2@prod"
+
+
+def test_jobs_train_with_the_library_defaults(spec_dir):
+    """The spec's train section IS TrainOptions: omitted fields get train_adapter's defaults
+    (warmup, gradient clipping), and every option can be set."""
+    from zoo.train_options import TrainOptions
+
+    text = GOOD[:GOOD.index("\ntrain:") + 1] + GOOD[GOOD.index("resources:"):]
+    [spec] = load_specs(write(spec_dir, text))
+    assert spec.train == TrainOptions()
+    assert spec.train.warmup_ratio == 0.03 and spec.train.max_grad_norm == 0.3
+    [spec] = load_specs(write(spec_dir, GOOD), overrides=["train.max_grad_norm=1.0",
+                                                           "train.grad_accum=2"])
+    assert spec.train.max_grad_norm == 1.0 and spec.train.grad_accum == 2

@@ -10,7 +10,7 @@ import boto3
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
 from zoo.storage import jobs, staging
-from zoo.workers import tasks
+from zoo.workers import train_task as tasks
 
 
 def _upload_dir(client, bucket: str, prefix: str, root) -> None:
@@ -91,7 +91,7 @@ def test_hub_id_base_resolves_offline_from_the_hf_cache(tmp_path, tiny_model_dir
 
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "ZOO_HOME": local_zoo["home"]}
-    done = subprocess.run([sys.executable, "-m", "zoo.workers.tasks", job_id,
+    done = subprocess.run([sys.executable, "-m", "zoo.workers.train_task", job_id,
                            local_zoo["catalog_url"], local_zoo["store_url"]],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

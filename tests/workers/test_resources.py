@@ -6,7 +6,8 @@ import pytest
 
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
-from zoo.workers.tasks import assigned_gpu_ids, choose_job_device, ray_options
+from zoo.workers.model_cache import assigned_gpu_ids, choose_job_device
+from zoo.workers.train_task import ray_options
 
 
 def test_spec_resources_become_ray_task_options(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
 from zoo.storage import jobs, staging
-from zoo.workers import tasks
+from zoo.workers import model_cache
+from zoo.workers import train_task as tasks
 from zoo.workers.control import read_log
 
 
@@ -62,11 +63,11 @@ def test_base_model_is_reused_by_the_next_job(tmp_path, tiny_model_dir, local_zo
     specs = staging.stage_inputs(load_specs(spec_path, overrides=["sweep.train.lr=[0.001, 0.002]"]),
                                  local_zoo["store_url"])
     ids = jobs.create_jobs(catalog, specs)
-    before = tasks.MODEL_LOADS["count"]
+    before = model_cache.MODEL_LOADS["count"]
     for job_id in ids:
         assert tasks.run_job(job_id, local_zoo["catalog_url"],
                              local_zoo["store_url"])["state"] == "SUCCEEDED"
-    assert tasks.MODEL_LOADS["count"] - before <= 1
+    assert model_cache.MODEL_LOADS["count"] - before <= 1
 
 
 def test_bad_data_fails_with_the_reason(tmp_path, tiny_model_dir, local_zoo, catalog):

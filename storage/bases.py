@@ -1,0 +1,237 @@
+"""The base-model registry: which base models adapters apply to, and where each is loaded from.
+
+An adapter file names its base in free text (``base_model``) with a fingerprint
+(``base_model_digest``, zoo.digest). That text decides nothing: eval and merged pulls load a
+base only from a REGISTERED location (a local directory, an ``s3://`` prefix, a hub id, or a
+``zoo-model:`` manifest staged in the store by ``zoo submit``) and check that what they loaded
+has the registered digest. So an uploaded file cannot make the zoo fetch an arbitrary model.
+
+- ``zoo base add NAME LOCATION`` registers a location after computing its digest; rows of
+  pushed adapters with the same digest, still without a location, get it too.
+- A training job registers the base it used (its staged location) when it publishes.
+- A pushed adapter links to the registered base with its digest (whatever that base is called),
+  else to a row named as the file says, without a location until someone registers one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from zoo.adapter_config import AdapterConfig
+from zoo.errors import (
+    AdapterMismatchError,
+    AmbiguousRefError,
+    ConfigError,
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+)
+from zoo.names import validate_name
+from zoo.storage.blobstore import BlobStore
+from zoo.storage.db import Catalog
+from zoo.storage.sql import insert_ignoring_conflicts
+from zoo.storage.tables import AdapterRow, BaseModelRow, utcnow
+
+MAX_LOCATION = 1024
+
+
+@dataclass(frozen=True)
+class BaseView:
+    """A registry row as plain data (``zoo base ls --json``)."""
+
+    id: int
+    name: str
+    digest: str | None
+    location: str | None
+    registered_at: datetime | None
+    adapters: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        out = dict(self.__dict__)
+        out["registered_at"] = self.registered_at.isoformat() if self.registered_at else None
+        return out
+
+
+def _view(row: BaseModelRow, adapters: int = 0) -> BaseView:
+    return BaseView(row.id, row.name, row.digest, row.location, row.registered_at, adapters)
+
+
+def get_or_create(session: Session, name: str, digest: str | None) -> BaseModelRow:
+    """The row for (name, digest), created if absent; a concurrent creator wins the unique
+    index and this reads its row."""
+    cond = BaseModelRow.digest.is_(None) if digest is None else BaseModelRow.digest == digest
+    stmt = select(BaseModelRow).where(BaseModelRow.name == name, cond)
+    row = session.scalars(stmt).first()
+    if row is None:
+        insert_ignoring_conflicts(session, BaseModelRow, [{"name": name, "digest": digest}])
+        row = session.scalars(stmt).first()
+        if row is None:
+            raise ConflictError(f"base model {name!r} vanished while being registered; retry")
+    return row
+
+
+def base_for_adapter(session: Session, config: AdapterConfig, *, explicit: str | None = None,
+                     location: str | None = None) -> BaseModelRow:
+    """The registry row a new adapter references.
+
+    ``explicit``: the name of a registered base (``zoo push --base``), which must agree with the
+    adapter's digest when both have one. ``location``: where a training job found its base (the
+    job registers it). Otherwise the located base with the adapter's digest, else a row named as
+    the file says.
+    """
+    digest = config.base_model_digest
+    if explicit is not None:
+        row = find_base(session, explicit, digest=digest)
+        if digest is not None and row.digest is not None and row.digest != digest:
+            raise AdapterMismatchError(
+                f"the adapter was trained on a base with digest {digest[:12]}…, but base "
+                f"{row.name!r} has digest {row.digest[:12]}…")
+        return row
+    if location is not None:
+        row = get_or_create(session, config.base_model, digest)
+        if row.location is None:
+            _locate(session, row, location)
+        return row
+    if digest is not None:
+        located = session.scalars(
+            select(BaseModelRow).where(BaseModelRow.digest == digest,
+                                       BaseModelRow.location.is_not(None))
+            .order_by(BaseModelRow.id)).first()
+        if located is not None:
+            return located
+    return get_or_create(session, config.base_model, digest)
+
+
+def _locate(session: Session, row: BaseModelRow, location: str) -> None:
+    if len(location) > MAX_LOCATION:
+        raise ConflictError(f"base location is {len(location)} characters; at most {MAX_LOCATION}")
+    session.execute(update(BaseModelRow).where(BaseModelRow.id == row.id)
+                    .values(location=location, registered_at=utcnow()))
+    row.location, row.registered_at = location, utcnow()
+
+
+def register(session: Session, name: str, location: str, digest: str) -> BaseView:
+    """``zoo base add``: record that ``location`` holds the base ``name`` with ``digest``.
+
+    Rows of adapters pushed with the same digest and no location yet are located too: they
+    name the same checkpoint."""
+    name = validate_name(name, "base name")
+    row = get_or_create(session, name, digest)
+    _locate(session, row, location)
+    session.execute(update(BaseModelRow)
+                    .where(BaseModelRow.digest == digest, BaseModelRow.location.is_(None))
+                    .values(location=location, registered_at=utcnow()))
+    return _view(row, _count(session, row.id))
+
+
+def _count(session: Session, base_id: int) -> int:
+    return int(session.scalar(select(func.count()).select_from(AdapterRow)
+                              .where(AdapterRow.base_model_id == base_id)) or 0)
+
+
+def find_base(session: Session, ref: str, *, digest: str | None = None) -> BaseModelRow:
+    """A registered base by name (``NAME``, or ``NAME@DIGESTPREFIX`` when a name has several
+    digests); NotFoundError / AmbiguousRefError otherwise."""
+    name, _, prefix = ref.partition("@")
+    stmt = select(BaseModelRow).where(BaseModelRow.name == name,
+                                      BaseModelRow.location.is_not(None))
+    rows = list(session.scalars(stmt.order_by(BaseModelRow.id)))
+    if prefix:
+        rows = [r for r in rows if (r.digest or "").startswith(prefix)]
+    elif digest is not None and any(r.digest == digest for r in rows):
+        rows = [r for r in rows if r.digest == digest]
+    if not rows:
+        raise NotFoundError(f"no registered base model {ref!r}; register it with "
+                            "`zoo base add NAME LOCATION` (see `zoo base ls`)")
+    if len(rows) > 1:
+        shown = ", ".join(f"{r.name}@{(r.digest or '')[:12]}" for r in rows[:3])
+        raise AmbiguousRefError(f"base model {ref!r} has several digests ({shown}); "
+                                "name one as NAME@DIGESTPREFIX")
+    return rows[0]
+
+
+def list_bases(session: Session) -> list[BaseView]:
+    """Every base row (registered or not) with how many adapters reference it."""
+    counts = dict(session.execute(select(AdapterRow.base_model_id, func.count())
+                                  .group_by(AdapterRow.base_model_id)).all())
+    rows = session.scalars(select(BaseModelRow).order_by(BaseModelRow.name, BaseModelRow.id))
+    return [_view(r, int(counts.get(r.id, 0))) for r in rows]
+
+
+@dataclass(frozen=True)
+class BaseLocation:
+    """What a loader needs to find and check an adapter's base."""
+
+    name: str
+    digest: str | None
+    location: str
+
+
+def location_of(session: Session, adapter_id: str) -> BaseLocation:
+    """The registered location of an adapter's base, or NotFoundError saying how to fix it."""
+    row = session.execute(
+        select(BaseModelRow).join(AdapterRow, AdapterRow.base_model_id == BaseModelRow.id)
+        .where(AdapterRow.id == adapter_id)).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no adapter {adapter_id!r}")
+    if row.location is None:
+        digest = f" (digest {row.digest[:12]}…)" if row.digest else ""
+        raise NotFoundError(f"base model {row.name!r}{digest} of adapter {adapter_id} has no "
+                            f"registered location; run `zoo base add {row.name} LOCATION`")
+    return BaseLocation(row.name, row.digest, row.location)
+
+
+def load_base_dir(base: BaseLocation, store_url: str, *, home: str | None = None) -> str:
+    """A local directory holding the registered base (fetched into this node's cache when it
+    lives in the store or on S3), whose digest is checked against the registry's."""
+    from zoo.base_models import local_model_dir
+    from zoo.digest import base_model_digest
+    from zoo.storage.staging import fetch_model
+
+    directory, _ = fetch_model(base.location, store_url, home=home)
+    local = local_model_dir(directory)
+    if local is None:
+        raise NotFoundError(f"base model {base.name!r}: {base.location} is not a directory on "
+                            "this machine and not in its Hugging Face cache")
+    if base.digest is not None:
+        got = base_model_digest(local)
+        if got != base.digest:
+            raise IntegrityError(f"base model {base.name!r} at {base.location} has digest "
+                                 f"{got[:12]}…, but {base.digest[:12]}… is registered; refusing "
+                                 "to use it")
+    return str(local)
+
+
+def register_location(catalog: Catalog, store: BlobStore, name: str, location: str, *,
+                      upload: bool = False) -> BaseView:
+    """``zoo base add``: compute the digest of what ``location`` holds and register it.
+
+    A local directory is registered by its absolute path, or with ``upload`` copied into the
+    store's job area (content-addressed, shared with ``zoo submit``'s staging) so that every
+    machine can load it."""
+    from zoo.base_models import local_model_dir
+    from zoo.digest import base_model_digest
+    from zoo.storage import staging
+
+    validate_name(name, "base name")
+    path = Path(location).expanduser()
+    if path.is_dir():
+        directory = path.resolve()
+        location = (staging.MODEL_SCHEME + staging.upload_model_dir(
+            staging.open_artifacts(store.url), directory)) if upload else str(directory)
+    else:
+        if upload:
+            raise ConfigError(f"--upload needs a local model directory; {location!r} is not one")
+        fetched, _ = staging.fetch_model(location, store.url)
+        local = local_model_dir(fetched)
+        if local is None:
+            raise NotFoundError(f"base location {location!r} is not a directory, s3:// prefix "
+                                "or a model in the local Hugging Face cache")
+        directory = local
+    digest = base_model_digest(directory)
+    return catalog.run(lambda session: register(session, name, location, digest))
