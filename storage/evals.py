@@ -39,12 +39,13 @@ class EvalItem:
     size: int
     task: str
     labels: tuple[str, ...] | None = None
+    base_name: str = ""
     base: BaseLocation | None = None
 
     @property
     def group(self) -> tuple[Any, ...]:
         """Adapters that share one loaded base: the same registered base, task and labels."""
-        base = (self.base.location, self.base.digest) if self.base else None
+        base = (self.base.location, self.base.digest) if self.base else self.base_name
         return (base, self.task, self.labels)
 
 
@@ -62,7 +63,7 @@ def select_items(catalog: Catalog, query: str) -> list[EvalItem]:
             labels = json.loads(config).get("labels")
             items.append(EvalItem(
                 id_, name, digest, int(size), task,
-                tuple(map(str, labels)) if isinstance(labels, list) else None,
+                tuple(map(str, labels)) if isinstance(labels, list) else None, base,
                 BaseLocation(base, base_digest, where) if where else None))
         return items
 

@@ -112,6 +112,13 @@ def ray_local() -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_home(tmp_path_factory, monkeypatch) -> None:
+    """No test reads or writes the real ~/.zoo: ZOO_HOME defaults to a fresh directory
+    (``zoo_home`` below also clears the catalog/store overrides)."""
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path_factory.mktemp("default_zoo_home")))
+
+
 @pytest.fixture
 def zoo_home(tmp_path, monkeypatch) -> str:
     """An isolated ZOO_HOME with no catalog/store overrides from the environment."""

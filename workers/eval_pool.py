@@ -94,15 +94,20 @@ class EvalWorker:
     def evaluate(self, group: Any, items: list[EvalItem]) -> list[dict[str, Any]]:
         """Result dicts ``{id, metrics, examples, elapsed_s, error}`` for every item."""
         out: dict[str, dict[str, Any]] = {}
-        adapters: dict[str, Any] = {}
+        by_head: dict[tuple[str, ...], dict[str, Any]] = {}
         for item in items:
             try:
-                adapters[item.id] = self._adapter(item)
+                adapter = self._adapter(item)
             except (ZooError, OSError, ValueError) as exc:
                 out[item.id] = _error(item.id, exc)
-        if adapters:
+                continue
+            # a seq-cls base is loaded with a head of the adapters' classes: adapters whose
+            # heads differ (no recorded labels, other sizes) never share one, so one cannot
+            # make the others misfit
+            by_head.setdefault(tuple(adapter.label_names() or ()), {})[item.id] = adapter
+        for head, adapters in by_head.items():
             try:
-                loaded = self._load(group, items[0], next(iter(adapters.values())))
+                loaded = self._load((group, head), items[0], next(iter(adapters.values())))
             except (ZooError, OSError, ValueError) as exc:
                 out.update({i: _error(i, exc) for i in adapters})
             else:
@@ -138,10 +143,10 @@ class EvalWorker:
 
             self.loaded = None
             if item.base is None:
-                raise NotFoundError(f"the base model of adapter {item.id} ({item.name}) has no "
-                                    "registered location; run `zoo base add NAME LOCATION`")
+                raise NotFoundError(f"base model {item.base_name!r} has no registered "
+                                    f"location; run `zoo base add {item.base_name} LOCATION`")
             base_dir = load_base_dir(item.base, self.store_url, home=self.home)
-            model, tokenizer, choice = load_base_for(first, device=self.device, base=base_dir)
+            model, tokenizer, choice = load_base_for(first, base_dir, device=self.device)
             dataset = load_dataset(item.task, self.data_path, tokenizer,
                                    max_length=self.max_length, max_examples=self.max_examples,
                                    label_names=first.label_names())

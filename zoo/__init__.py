@@ -12,9 +12,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "PRoLoRAConfig": "zoo.config",
-    "attach": "zoo.attach",
-    "detach": "zoo.attach",
-    "extract": "zoo.attach",
+    "attach": "zoo.surgery",
+    "detach": "zoo.surgery",
+    "extract": "zoo.surgery",
     "Adapter": "zoo.adapter",
     "ZooError": "zoo.errors",
 }
@@ -23,7 +23,7 @@ __all__ = [*_LAZY, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.adapter import Adapter
-    from zoo.attach import attach, detach, extract
+    from zoo.surgery import attach, detach, extract
     from zoo.config import PRoLoRAConfig
     from zoo.errors import ZooError
 

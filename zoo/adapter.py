@@ -119,7 +119,7 @@ class Adapter:
 
     def check_fits(self, model: nn.Module) -> None:
         """Raise AdapterMismatchError naming the module and both shapes if the base differs."""
-        from zoo.attach import check_modules_fit
+        from zoo.surgery import check_modules_fit
 
         check_modules_fit(model, self.config.modules)
         for key, tensor in self.saved_tensors().items():
@@ -155,7 +155,7 @@ class Adapter:
 
     def load_weights_into(self, model: nn.Module) -> None:
         """Copy the compact tensors and saved modules into an attached model."""
-        from zoo.attach import attachment
+        from zoo.surgery import attachment
 
         state = attachment(model)
         with torch.no_grad():

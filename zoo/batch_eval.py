@@ -270,21 +270,22 @@ def _alone(model: Any, adapter: Adapter) -> Any:
         zoo.detach(model)
 
 
-def load_base_for(adapter: Adapter, *, device: str | None = None,
-                  base: str | None = None) -> tuple[Any, Any, Any]:
-    """(model, tokenizer, DeviceChoice) for an adapter's base: CUDA + bf16 when usable, else CPU.
+def load_base_for(adapter: Adapter, base: str | os.PathLike[str], *,
+                  device: str | None = None) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, DeviceChoice) of the base directory ``base`` for an adapter's task
+    (a seq-cls head sized by its labels): CUDA + bf16 when usable, else CPU.
 
     The same code path on both: :func:`zoo.device.select_device` decides, the base is loaded
-    in ``choice.base_dtype`` and :func:`evaluate_many` gets ``choice.autocast_dtype``.
-    ``base`` (a local directory) overrides the adapter's ``base_model`` name: a zoo job's base,
-    fetched from where the job found it.
+    in ``choice.base_dtype`` and :func:`evaluate_many` gets ``choice.autocast_dtype``. The
+    caller says where the base is (the zoo: its registered location); the name written in the
+    adapter is never used to find it.
     """
     from zoo.base_models import load_base
     from zoo.device import select_device
 
     choice = select_device(device)
     cfg = adapter.config
-    model, tokenizer = load_base(base or cfg.base_model, cfg.task,
+    model, tokenizer = load_base(base, cfg.task,
                                  label_names=adapter.label_names(),
                                  dtype=choice.base_dtype, device=choice.device)
     return model, tokenizer, choice

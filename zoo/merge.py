@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def merge_into(adapter: Adapter, model: nn.Module) -> nn.Module:
     """Attach, merge every layer, then drop the wrappers keeping the merged weights."""
-    from zoo.attach import attach, merge_and_unwrap
+    from zoo.surgery import attach, merge_and_unwrap
 
     attach(model, adapter)
     return merge_and_unwrap(model)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from zoo.attach import set_submodule
+from zoo.surgery import set_submodule
 from zoo.errors import ConfigError
 from zoo.prolora import expand_a, expand_b, flat_gather_index_a, flat_gather_index_b
 

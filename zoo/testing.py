@@ -39,7 +39,7 @@ def save_tiny_kv_llama(path: str | Path, *, seed: int = 0) -> Path:
 
 
 def random_adapter(model: Any, hyper: Any, *, base_model: str, seed: int, scale: float = 0.2,
-                   task: str = "causal-lm") -> Any:
+                   task: str = "causal-lm", base_model_digest: str | None = None) -> Any:
     """An adapter with random weights of exactly the shapes ``zoo.extract`` would give for
     ``hyper`` (a PRoLoRAConfig) on ``model``, without attaching anything: fast, for building
     hundreds of varied adapters in tests and benchmarks."""
@@ -47,10 +47,11 @@ def random_adapter(model: Any, hyper: Any, *, base_model: str, seed: int, scale:
 
     from zoo.adapter import Adapter
     from zoo.adapter_config import AdapterConfig
-    from zoo.attach import find_targets, module_shape
+    from zoo.surgery import find_targets, module_shape
 
     modules = {path: module_shape(model, path) for path in find_targets(model, hyper)}
-    config = AdapterConfig.build(hyper, base_model=base_model, base_model_digest=None,
+    config = AdapterConfig.build(hyper, base_model=base_model,
+                                 base_model_digest=base_model_digest,
                                  task=task, dtype="float32", modules=modules,
                                  modules_to_save=())
     g = torch.Generator().manual_seed(seed)

@@ -148,8 +148,9 @@ def test_fsck_and_gc_cli(sqlite_backend, tmp_path):
     assert f"orphan blob sha256:{orphan}" in res.stdout and res.stdout.strip().endswith("ok")
     assert "would remove 0" in zoo(b, "gc", "--dry-run").stdout  # younger than 1h
     dry = json.loads(zoo(b, "gc", "--dry-run", "--grace", "0", "--json").stdout)
-    assert [x["digest"] for x in dry["removed"]] == [orphan] and orphan in b.blob_digests()
-    assert f"removed sha256:{orphan}" in zoo(b, "gc", "--grace", "0s").stdout
+    assert [x["digest"] for x in dry["adapters"]["removed"]] == [orphan]
+    assert orphan in b.blob_digests()
+    assert f"removed adapter blob sha256:{orphan}" in zoo(b, "gc", "--grace", "0s").stdout
     assert b.blob_digests() == {digest}
     b.store.delete(digest)
     res = zoo(b, "fsck", ok=False)

@@ -10,7 +10,8 @@ import torch
 from evalkit import LLAMA_TARGETS, char_tokenizer, tiny_llama, write_lm_data
 
 
-def random_adapter(model: torch.nn.Module, base_model: str, rng: random.Random, seed: int):
+def random_adapter(model: torch.nn.Module, base_model: str, rng: random.Random, seed: int,
+                   digest: str | None = None):
     """A random-weight adapter of a varied config, built from the shapes ``extract`` would give."""
     from zoo.config import PRoLoRAConfig
     from zoo.testing import random_adapter as build
@@ -19,14 +20,17 @@ def random_adapter(model: torch.nn.Module, base_model: str, rng: random.Random, 
     cfg = PRoLoRAConfig(r=r, unshared_r=rng.randint(0, r), share_a=rng.choice([1, 2, 4]),
                         share_b=rng.choice([1, 2, 4]), alpha=rng.choice([8.0, 16.0]),
                         target_modules=rng.choice([LLAMA_TARGETS[:2], LLAMA_TARGETS[:4], LLAMA_TARGETS]))
-    return build(model, cfg, base_model=base_model, seed=seed)
+    return build(model, cfg, base_model=base_model, seed=seed, base_model_digest=digest)
 
 
 class Zoo:
     """An embedded zoo in a temp ZOO_HOME: catalog, store, a saved tiny base, a dataset."""
 
     def __init__(self, home: str, tmp: Path) -> None:
+        from zoo.digest import base_model_digest
         from zoo.settings import resolve_settings
+        from zoo.storage.bases import register_location
+        from zoo.storage.binding import bind
         from zoo.storage.blobstore import open_store
         from zoo.storage.db import init_catalog, open_catalog
 
@@ -34,10 +38,13 @@ class Zoo:
         init_catalog(self.settings.catalog_url)
         self.catalog = open_catalog(self.settings.catalog_url)
         self.store = open_store(self.settings.store_url)
+        bind(self.catalog, self.store)  # as `zoo init` does
         self.base_dir = tmp / "tiny-llama"
         self.model = tiny_llama()
         self.model.save_pretrained(str(self.base_dir))
         char_tokenizer(self.base_dir)
+        self.base_digest = base_model_digest(self.base_dir)
+        register_location(self.catalog, self.store, "tiny-llama", str(self.base_dir))
         self.data = write_lm_data(tmp / "eval.jsonl", 6)
         self.tmp = tmp
         self.worker_home = str(tmp / "worker-home")
@@ -52,7 +59,8 @@ class Zoo:
         ids = []
         for i in range(n):
             path = out / f"a{seed}-{i}.safetensors"
-            random_adapter(self.model, str(self.base_dir), rng, seed * 100_000 + i).save(path)
+            random_adapter(self.model, str(self.base_dir), rng, seed * 100_000 + i,
+                           self.base_digest).save(path)
             ids.append(publish(self.catalog, self.store, path, name=f"rand-{seed}-{i}").id)
         return ids
 

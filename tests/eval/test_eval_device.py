@@ -26,7 +26,7 @@ def saved_base(tmp_path):
 
 def test_cpu_is_fp32_without_autocast(saved_base):
     tmp, adapters = saved_base
-    model, tok, choice = load_base_for(adapters[0], device="cpu")
+    model, tok, choice = load_base_for(adapters[0], tmp / "base", device="cpu")
     assert (choice.device, choice.autocast_dtype) == ("cpu", None)
     assert next(model.parameters()).dtype == torch.float32
 
@@ -38,7 +38,7 @@ def test_cuda_bf16_matches_cpu(saved_base):
     data_path = write_lm_data(tmp / "lm.jsonl", 8)
     out = {}
     for device in ("cpu", "cuda"):
-        model, tok, choice = load_base_for(adapters[0], device=device)
+        model, tok, choice = load_base_for(adapters[0], tmp / "base", device=device)
         data = load_dataset("causal-lm", data_path, tok)
         out[device] = evaluate_many(model, tok, data, adapters, batch_size=8,
                                     autocast_dtype=choice.autocast_dtype)
@@ -57,7 +57,7 @@ def test_seq_cls_base_gets_the_adapters_head_size(tmp_path):
                                                  modules_to_save=("classifier",)),
                              seed=i, base_model=str(tmp_path / "bert"), task="seq-cls")
                 for i in range(3)]
-    model, tok, choice = load_base_for(adapters[0])
+    model, tok, choice = load_base_for(adapters[0], tmp_path / "bert")
     assert model.config.num_labels == 3 and choice.device in ("cpu", "cuda")
     data = load_dataset("seq-cls", write_cls_data(tmp_path / "cls.jsonl", 6), tok)
     results = evaluate_many(model, tok, data, adapters, batch_size=4,

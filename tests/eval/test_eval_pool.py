@@ -69,13 +69,14 @@ def test_pool_size_and_chunks():
     assert pool_size({"CPU": 16.0, "GPU": 2.0}, 10, None) == (2, {"num_gpus": 1, "num_cpus": 1})
     assert pool_size({"CPU": 8.0}, n_chunks=3, max_actors=2)[0] == 2
 
-    from zoo.workers.eval_pool import EvalItem
+    from zoo.storage.bases import BaseLocation
+    from zoo.storage.evals import EvalItem
 
-    items = [EvalItem(str(i), "n", "d", 1, "base-a" if i % 2 else "base-b", "causal-lm")
-             for i in range(5)]
+    bases = [BaseLocation("a", "d1", "/models/a"), BaseLocation("b", "d2", "/models/b")]
+    items = [EvalItem(str(i), "n", "d", 1, "causal-lm", base=bases[i % 2]) for i in range(5)]
     chunks = plan_chunks(items, 2)
     assert [len(c) for _, c in chunks] == [2, 1, 2]
-    assert all(len({m.base_model for m in c}) == 1 for _, c in chunks)
+    assert all(len({m.base for m in c}) == 1 for _, c in chunks)
 
 
 @pytest.mark.parametrize("bad", ["loss,bleu"])

@@ -60,7 +60,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def local_zoo(tmp_path: Path, zoo_home: str, sqlite_catalog_url: str) -> dict[str, str]:
-    """Embedded-default URLs: a SQLite catalog and a local store under tmp."""
+    """Embedded-default URLs: a SQLite catalog and a local store under tmp, bound to each
+    other as `zoo init` binds them."""
+    from zoo.storage.binding import bind
+    from zoo.storage.blobstore import open_store
+    from zoo.storage.db import open_catalog
+
     store = tmp_path / "store"
     store.mkdir()
+    with open_catalog(sqlite_catalog_url) as catalog:
+        bind(catalog, open_store(store.as_uri()))
     return {"catalog_url": sqlite_catalog_url, "store_url": store.as_uri(), "home": zoo_home}

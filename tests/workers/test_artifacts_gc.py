@@ -12,7 +12,7 @@ from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
 from zoo.storage import jobs, staging
 from zoo.workers import train_task as tasks
-from zoo.workers.artifacts import gc_job_artifacts, referenced_artifacts
+from zoo.storage.gc import collect, referenced_artifacts
 
 
 def _age(store, digest: str, seconds: float) -> None:
@@ -51,11 +51,14 @@ def test_gc_keeps_what_jobs_need_and_removes_leftovers(tmp_path, tiny_model_dir,
     for digest in (*needed, stale_log, stale_ckpt):
         _age(store, digest, 7200)
 
-    dry = gc_job_artifacts(catalog, local_zoo["store_url"], grace="1h", dry_run=True)
+    def gc_job_artifacts(**kwargs):  # the job-area half of `zoo gc`
+        return collect(store, lambda: referenced_artifacts(catalog, store), grace_s=3600, **kwargs)
+
+    dry = gc_job_artifacts(dry_run=True)
     assert {b.digest for b in dry.removed} == {stale_log, stale_ckpt}
     assert stale_log in {b.digest for b in store.list_blobs()}  # a dry run deletes nothing
 
-    report = gc_job_artifacts(catalog, local_zoo["store_url"], grace="1h")
+    report = gc_job_artifacts()
     assert {b.digest for b in report.removed} == {stale_log, stale_ckpt}
     assert [b.digest for b in report.kept_young] == [young]
     assert {b.digest for b in store.list_blobs()} == needed | {young}
@@ -80,6 +83,7 @@ def test_zoo_gc_reports_the_job_area(tmp_path, tiny_model_dir, local_zoo, catalo
     out = CliRunner().invoke(cli, ["gc", "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
-    assert report["removed"] == [] and [b["digest"] for b in report["jobs"]["removed"]] == [orphan]
+    assert report["adapters"]["removed"] == []
+    assert [b["digest"] for b in report["jobs"]["removed"]] == [orphan]
     text = CliRunner().invoke(cli, ["gc", "--dry-run"]).output
-    assert "job artifacts: would remove 0 orphan blob(s)" in text
+    assert "job artifacts: would remove 0 orphan(s)" in text

@@ -35,7 +35,7 @@ def job_rows(home: str) -> int:
 BAD = [
     (("retries: 1", "retries: 1\nepochs: 3"), "epochs: unknown field"),
     (("lr: 1.0e-3", "lr: fast"), "train.lr: expected a number, got 'fast'"),
-    (("r: 4,", "r: 0,"), "prolora.r: must be a positive integer (got 0)"),
+    (("r: 4,", "r: 0,"), "prolora.r: r=0 is invalid: must be a positive integer"),
     (("retries: 1", "retries: 1\nsweep: {prolora.rank: [1, 2]}"),
      "sweep: unknown key 'prolora.rank'"),
     (("task: causal-lm", "task: [causal-lm"), "malformed YAML"),
@@ -65,7 +65,7 @@ def test_bad_override_exits_2(tmp_path, initialised, runner, tiny_model_dir):
     path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir)
     result = runner.invoke(cli, ["submit", str(path), "--set", "prolora.r=-1"])
     assert result.exit_code == 2
-    assert "prolora.r: must be a positive integer (got -1)" in result.stderr
+    assert "prolora.r: r=-1 is invalid: must be a positive integer" in result.stderr
     assert job_rows(initialised) == 0
 
 

@@ -30,14 +30,15 @@ def trained_then_model_gone(tmp_path, tiny_model_dir, local_zoo, catalog):
 def test_eval_fetches_a_jobs_staged_base(ray_local, trained_then_model_gone, local_zoo,
                                          catalog):
     from zoo.storage.catalog import adapter_to_dict, resolve_ref
-    from zoo.workers.eval_pool import run_eval, select_items
+    from zoo.storage.evals import select_items
+    from zoo.workers.eval_pool import run_eval
 
     adapter_id, eval_path = trained_then_model_gone
     with catalog.transaction(readonly=True) as session:
         before = adapter_to_dict(resolve_ref(session, adapter_id))
     assert before["base_model"] == "kv"  # a display name: loadable nowhere
     [item] = select_items(catalog, "name=tiny")
-    assert item.base_location.startswith(staging.MODEL_SCHEME)
+    assert item.base.location.startswith(staging.MODEL_SCHEME)  # the job registered its base
 
     summary = run_eval(catalog, local_zoo["store_url"], dataset=str(eval_path),
                        query="name=tiny", force=True, worker_home=local_zoo["home"])

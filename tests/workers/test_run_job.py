@@ -36,7 +36,7 @@ def test_run_job_publishes_once_and_records_everything(staged_job, local_zoo, ca
                    staging.digest_of(view.spec["data"]["eval"])}
     artifacts = staging.open_artifacts(local_zoo["store_url"])
     assert specs_blobs <= {b.digest for b in artifacts.list_blobs()}
-    from zoo.workers.artifacts import referenced_artifacts
+    from zoo.storage.gc import referenced_artifacts
 
     assert {b.digest for b in artifacts.list_blobs()} == referenced_artifacts(catalog, artifacts)
 

@@ -1,5 +1,8 @@
 """Model surgery: attach a PRoLoRA config or a trained adapter to a model, extract, detach.
 
+(``zoo.attach``, ``zoo.detach`` and ``zoo.extract`` are these functions; the module is not
+named ``attach`` so that ``zoo.attach`` can only ever mean the function.)
+
 Attach wraps each targeted host module as ``base_layer`` of a ``PRoLoRALinear`` (PEFT's
 pattern), freezes everything else, and remembers what it changed so that ``detach`` restores the
 model exactly: the original modules, ``requires_grad`` flags, and the weights of
