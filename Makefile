@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 # On a CUDA machine (CUDA torch in .venv): bf16 training, batched bf16 eval vs CPU, a Ray job given a GPU.
 gpu-check: $(STAMP)

@@ -126,12 +126,14 @@ def config(catalog_url: str | None, as_json: bool) -> None:
 @click.argument("query", nargs=-1)
 @click.option("--sort", default="-created", show_default=True, metavar="[-]FIELD",
               help="Sort field, - for descending (e.g. -metrics.accuracy, params).")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="Show at most this many adapters (--all streams every match).")
 @click.option("--all", "all_rows", is_flag=True, help="Every match, streamed (ignores --limit).")
+@click.option("--wide", is_flag=True, help="Every column at full width (no cut to the terminal).")
 @catalog_option
 @json_option
-def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, catalog_url: str | None,
-       as_json: bool) -> None:
+def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, wide: bool,
+       catalog_url: str | None, as_json: bool) -> None:
     """List adapters matching QUERY (AND-ed terms), e.g. `zoo ls task=seq-cls r<=8 tag:prod`.
 
     Fields: name base task r unshared_r share_a share_b params size created ... with
@@ -157,7 +159,7 @@ def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, catalog_ur
     if as_json:
         _echo_json(rows)
     else:
-        print_table(adapter_columns(), rows, empty="no adapters match")
+        print_table(adapter_columns(), rows, wide=wide, empty="no adapters match")
 
 
 @click.command()

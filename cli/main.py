@@ -36,7 +36,10 @@ class ZooGroup(click.Group):
                 raise
             from zoo.errors import ZooError
 
-            code = exc.exit_code if isinstance(exc, ZooError) else 1
+            if isinstance(exc, ZooError):
+                code = exc.exit_code
+            else:  # a missing file is "not found", as documented
+                code = 4 if isinstance(exc, FileNotFoundError) else 1
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if not isinstance(exc, (ZooError, OSError, ValueError, LookupError)):
                 message = f"{type(exc).__name__}: {message}"

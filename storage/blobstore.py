@@ -1,6 +1,6 @@
 """Content-addressed blob stores: one small interface, a local directory and S3 behind it.
 
-Why content addressing: an adapter's sha256 is its identity (ADAPTER_FORMAT.md), so the key of
+Why content addressing: an adapter's sha256 is its identity (docs/adapter-format.md), so the key of
 its bytes is derived from the digest alone — ``<prefix>/blobs/sha256/ab/cdef…`` where ``ab`` is
 the first two hex characters and ``cdef…`` the remaining 62 (git-style fan-out keeps directory
 listings short). Identical adapters are stored once, integrity is a re-hash, and garbage

@@ -45,6 +45,7 @@ __all__ = [
 # query; tags, aliases and eval results of a whole page come in ONE more query (load_extras).
 LOADERS = (joinedload(AdapterRow.base_model),)
 _EXTRAS = "_zoo_extras"
+MAX_PAGE = 100_000
 _COLUMNS_OUT = ("id", "name", "digest", "size", "task", "r", "unshared_r", "share_a", "share_b",
                 "stride_a", "stride_b", "rotation", "init", "alpha", "dtype", "params",
                 "created_at", "job_id", "dataset_fingerprint")
@@ -430,8 +431,10 @@ def list_adapters(
     """One page of adapters matching ``query``, ordered by ``sort`` (keyset pagination)."""
     conds = compile_query(query, session)
     spec = parse_sort(sort)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidNameError(f"limit={limit!r} must be a positive integer")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or not 1 <= limit <= MAX_PAGE):
+        raise InvalidNameError(f"limit={limit!r} must be an integer in 1..{MAX_PAGE} "
+                               "(stream everything with iter_adapters / `zoo ls --all`)")
     key = spec.expr.label("sort_key")
     stmt = select(AdapterRow, key).where(*conds).order_by(*order_by(spec)).options(*LOADERS)
     if after is not None:

@@ -235,6 +235,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 def check_sqlite_file(path: Path) -> None:
     """Refuse an existing catalog file that is empty, not SQLite, or shorter than its header
     says (truncated): each would otherwise open as a new, EMPTY catalog."""
+    if not path.is_file():
+        raise IntegrityError(f"catalog file {path} is not a file (a directory?), not a catalog")
     size = path.stat().st_size
     if size == 0:
         raise IntegrityError(f"catalog file {path} is empty (0 bytes), not a catalog; restore it "

@@ -15,6 +15,7 @@ fingerprint). Values never reach SQL text: every one is a bound parameter, so
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -31,6 +32,7 @@ OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
 _TERM = re.compile(r"^(?P<field>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<op>!=|<=|>=|=|<|>|~)(?P<value>.*)$",
                    re.DOTALL)
 _MAX_QUERY = 4096
+INT_LIMIT = 2**63
 RARE_TAG_ROWS = 200
 
 
@@ -119,30 +121,39 @@ def _parse_value(term: Term, field: str, kind: str, text: str, op: str) -> Any:
         return text
     if op == "~":
         raise _fail(term, f"operator ~ (substring) applies to text fields only, not {field}")
+    if kind == "bool" and op not in ("=", "!="):
+        raise _fail(term, f"{field} is true or false: use = or !=")
+    parse = {"int": int, "float": _finite, "bool": _boolean, "datetime": _parse_time}[kind]
     try:
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            value = float(text)
-            if value != value:  # NaN compares false with everything: refuse it clearly
-                raise ValueError
-            return value
-        if kind == "bool":
-            if op not in ("=", "!="):
-                raise _fail(term, f"{field} is true or false: use = or !=")
-            lowered = text.lower()
-            if lowered in ("true", "1", "yes"):
-                return True
-            if lowered in ("false", "0", "no"):
-                return False
-            raise ValueError
-        if kind == "datetime":
-            return _parse_time(text)
+        value = parse(text)
     except ValueError:
-        pass
-    expected = {"int": "an integer", "float": "a number", "bool": "true or false",
-                "datetime": "a date or ISO time (2026-01-01, 2026-01-01T12:00:00Z)"}[kind]
-    raise _fail(term, f"value {text!r} for {field} is not {expected}")
+        expected = {"int": "an integer", "float": "a finite number", "bool": "true or false",
+                    "datetime": "a date or ISO time (2026-01-01, 2026-01-01T12:00:00Z)"}[kind]
+        raise _fail(term, f"value {text!r} for {field} is not {expected}") from None
+    return _in_range(term, field, value) if kind == "int" else value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # NaN compares false with everything; inf is no value
+        raise ValueError(text)
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(text)
+
+
+def _in_range(term: Term, field: str, value: int) -> int:
+    """An integer a 64-bit column can compare with (SQLite refuses anything larger)."""
+    if not -INT_LIMIT <= value < INT_LIMIT:
+        raise _fail(term, f"value {value} for {field} is out of range (at most 2^63 - 1)")
+    return value
 
 
 def _parse_time(text: str) -> datetime | date:

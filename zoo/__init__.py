@@ -23,9 +23,9 @@ __all__ = [*_LAZY, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.adapter import Adapter
-    from zoo.surgery import attach, detach, extract
     from zoo.config import PRoLoRAConfig
     from zoo.errors import ZooError
+    from zoo.surgery import attach, detach, extract
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""``Adapter``: a PRoLoRA adapter in its compact form, and its file (ADAPTER_FORMAT.md v1).
+"""``Adapter``: a PRoLoRA adapter in its compact form, and its file (docs/adapter-format.md, version 1).
 
 One safetensors file, deterministic bytes (the sha256 is the adapter's identity), no pickle,
 every shape validated against the config on load and against the base model on attach.
@@ -194,7 +194,7 @@ class Adapter:
         return merge_into(self, model)
 
     def to_peft(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Export as a PEFT LoRA directory (ADAPTER_FORMAT.md, "Export to PEFT LoRA")."""
+        """Export as a PEFT LoRA directory (docs/adapter-format.md, "Export to PEFT LoRA")."""
         from zoo.peft_io import export_peft
 
         return export_peft(self, out_dir)

@@ -1,6 +1,6 @@
 """PRoLoRA hyperparameters: a frozen, flat, torch-free config.
 
-Semantics follow PROLORA.md (Wang et al., ACL 2024, arXiv 2402.16902, and the authors' code):
+Semantics follow docs/prolora.md (Wang et al., ACL 2024, arXiv 2402.16902, and the authors' code):
 ``r`` total rank, ``unshared_r`` ranks kept unshared (stored last), ``share_a``/``share_b`` the
 broadcast ratios along the input/output hidden axes, rotation strides
 ``max((r - unshared_r) // share, 1)`` unless overridden, scaling ``alpha / r``.
@@ -130,7 +130,7 @@ class PRoLoRAConfig:
 def trainable_params(
     in_features: int, out_features: int, *, r: int, unshared_r: int, share_a: int, share_b: int
 ) -> int:
-    """Per-layer trainable count: u·(h+o) + r_s·(ceil(h/m) + ceil(o/n)) (PROLORA.md)."""
+    """Per-layer trainable count: u·(h+o) + r_s·(ceil(h/m) + ceil(o/n)) (docs/prolora.md)."""
     shared = r - unshared_r
     return unshared_r * (in_features + out_features) + shared * (
         -(-in_features // share_a) + -(-out_features // share_b)

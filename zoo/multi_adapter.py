@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from zoo.surgery import set_submodule
 from zoo.errors import ConfigError
 from zoo.prolora import expand_a, expand_b, flat_gather_index_a, flat_gather_index_b
+from zoo.surgery import set_submodule
 
 if TYPE_CHECKING:
     from zoo.adapter import Adapter

@@ -4,7 +4,7 @@ Allowed characters (after Unicode NFC normalisation):
 
 - names and alias labels: Unicode letters and digits (``str.isalnum``: ``sentiment``, ``Модель``,
   ``模型`` are fine) plus ``-``, ``_`` and ``.``; must start with a letter or digit; no ``..``;
-  at most 200 characters.
+  at most 200 characters and 150 bytes of UTF-8 (a name becomes part of file names on pull).
 - tags: ``label`` or ``key=value``; the key follows the name rules, the value may also use
   ``:``, ``+`` and ``,`` and may be empty only in the ``label`` form; at most 256 characters.
 
@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from zoo.errors import InvalidNameError, NotFoundError
 
 MAX_NAME = 200
+# A name becomes part of file names on pull (``.<name>-<id>-merged.safetensors.<rand>
+# .incomplete`` and its temp siblings add ~100 bytes) and file names are at most 255 BYTES:
+# a longer name would be accepted at push and fail at every pull.
+MAX_NAME_BYTES = 150
 MAX_TAG = 256
 ID_LENGTH = 26
 MIN_PREFIX = 4
@@ -75,6 +79,10 @@ def validate_name(name: str, what: str = "name") -> str:
     if isinstance(name, str) and len(name) > MAX_NAME:
         raise InvalidNameError(f"{what} is {len(name)} characters long; at most {MAX_NAME}")
     name = _check_chars(what, name, _NAME_EXTRA)
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise InvalidNameError(f"{what} is {size} bytes in UTF-8; at most {MAX_NAME_BYTES} "
+                               "(it becomes part of file names when pulled)")
     if not name[0].isalnum():
         raise InvalidNameError(f"{what} {_show(name)} must start with a letter or digit")
     return name

@@ -1,4 +1,4 @@
-"""Export to, and import from, PEFT's LoRA directory format (ADAPTER_FORMAT.md).
+"""Export to, and import from, PEFT's LoRA directory format (docs/adapter-format.md).
 
 Export expands the compact tensors into an ordinary rank-r LoRA, which PEFT, vLLM and LoRAX
 load. Import stores a PEFT LoRA losslessly as PRoLoRA with ``u = r`` and no sharing (every rank

@@ -1,7 +1,7 @@
 """PRoLoRA: partial rotation for more parameter-efficient LoRA, one adapted layer.
 
 Wang et al., "PRoLoRA: Partial Rotation Empowers More Parameter-Efficient LoRA", ACL 2024
-(arXiv 2402.16902). Semantics follow the authors' released code (see PROLORA.md).
+(arXiv 2402.16902). Semantics follow the authors' released code (see docs/prolora.md).
 
 For a frozen ``W0`` of shape ``o × h`` (``y = W0·x``), rank ``r`` of which ``u`` are unshared
 and ``r_s = r - u`` shared, sharing ratios ``m`` (A, input axis) and ``n`` (B, output axis)::

@@ -1,6 +1,6 @@
 """A canonical safetensors writer and a strict header reader, torch-free.
 
-Why our own writer: the adapter's sha256 is its identity (ADAPTER_FORMAT.md), so the same
+Why our own writer: the adapter's sha256 is its identity (docs/adapter-format.md), so the same
 adapter must always give the same bytes. Some safetensors writers emit ``__metadata__`` keys in
 varying order; here the header is JSON with sorted keys and no whitespace, tensors are laid out
 in sorted key order, and the header is space-padded to 8 bytes, exactly as the format allows.

@@ -1,6 +1,6 @@
 """Single-process PRoLoRA training: the function Ray workers call, usable on its own.
 
-Recipe (PROLORA.md defaults): AdamW, linear warmup then linear decay to 0, gradient clipping,
+Recipe (docs/prolora.md defaults): AdamW, linear warmup then linear decay to 0, gradient clipping,
 gradient accumulation, bf16 autocast on CUDA (fp32 adapter weights), fp32 on CPU.
 
 Determinism: everything random is seeded from ``options.seed`` — the head and adapter init
@@ -236,10 +236,7 @@ def train_adapter(
     called with (blob, step) every ``options.checkpoint_every`` steps; ``resume_from`` takes
     such a blob. ``should_stop`` is polled before each step; True raises TrainingStopped.
     """
-    import torch
-
     import zoo
-    from zoo.evaluate import evaluate_adapter
 
     check_task(task)
     parsed, label_names = _prepare_data(task, train_path, eval_path)
@@ -248,8 +245,8 @@ def train_adapter(
     model, tokenizer, choice = _obtain_base(base_model, task, label_names, device, model,
                                             tokenizer)
     digest = _digest_for(base_model, model)
+    run = _Run(model, tokenizer, task, options, choice, label_names, eval_path, started)
     encoded = _encode(task, parsed, tokenizer, options.max_length)
-    run_device = str(next(model.parameters()).device)
     signature = _signature(task=task, base=digest, data=parsed.fingerprint,
                            prolora=asdict(prolora), options={
                                k: v for k, v in asdict(options).items()
@@ -258,55 +255,12 @@ def train_adapter(
     _seed_all(options.seed)  # adapter init independent of how the base was obtained
     zoo.attach(model, prolora)
     try:
-        named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        optimizer = torch.optim.AdamW(list(named.values()), lr=options.lr,
-                                      weight_decay=options.weight_decay)
         total = options.total_steps(len(encoded))
-        start, losses = 0, []
-        if resume_from is not None:
-            start, losses = load_checkpoint(resume_from, named=named, optimizer=optimizer,
-                                            signature=signature)
-        baseline: dict[str, Any] = {}
-        if options.eval_before and eval_path is not None and start == 0:
-            # B = 0 at init, so this is the frozen base (with the fresh head of seq-cls).
-            model.eval()
-            ev = evaluate_adapter(model, tokenizer, task, eval_path, options.eval_batch_size,
-                                  max_length=options.max_length, label_names=label_names or None,
-                                  autocast_dtype=choice.autocast_dtype)
-            baseline = {f"baseline_{k}": v for k, v in ev.items() if k != "fingerprint"}
-        batches = Batches(encoded, options.batch_size, options.seed, pad_id(tokenizer))
-        model.train()
-        for step in range(start, total):
-            if should_stop is not None and should_stop():
-                raise TrainingStopped(f"training stopped on request at step {step} of {total}")
-            lr = options.lr_at(step, total)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = _accumulate(model, task, batches, step, options.grad_accum, choice,
-                                    run_device)
-            if not math.isfinite(step_loss):
-                raise ConfigError(f"training diverged: loss is {step_loss} at step {step + 1}; "
-                                  "lower train.lr")
-            torch.nn.utils.clip_grad_norm_(list(named.values()), options.max_grad_norm)
-            optimizer.step()
-            losses.append(step_loss)
-            if progress is not None:
-                progress({"step": step + 1, "max_steps": total, "loss": step_loss, "lr": lr,
-                          "epoch": batches.epoch_of((step + 1) * options.grad_accum),
-                          "elapsed_s": time.monotonic() - started})
-            every = options.checkpoint_every
-            if checkpoint is not None and every and (step + 1) % every == 0 and step + 1 < total:
-                checkpoint(save_checkpoint(named=named, optimizer=optimizer, step=step + 1,
-                                           losses=losses, signature=signature), step + 1)
-        model.eval()
-        metrics = _metrics(losses, total, options, len(encoded), started)
-        metrics.update(baseline)
-        if eval_path is not None:
-            ev = evaluate_adapter(model, tokenizer, task, eval_path, options.eval_batch_size,
-                                  max_length=options.max_length, label_names=label_names or None,
-                                  autocast_dtype=choice.autocast_dtype)
-            metrics.update({f"eval_{k}": v for k, v in ev.items() if k != "fingerprint"})
+        losses, baseline = run.optimise(encoded, total, signature, resume_from=resume_from,
+                                        progress=progress, checkpoint=checkpoint,
+                                        should_stop=should_stop)
+        metrics = {**_metrics(losses, total, options, len(encoded), started), **baseline,
+                   **run.evaluate("eval_")}
         extra: dict[str, Any] = {"seed": options.seed, "dataset_fingerprint": parsed.fingerprint,
                                  "train": _options_record(options, total)}
         if label_names:
@@ -320,6 +274,80 @@ def train_adapter(
     finally:
         zoo.detach(model)
         model.eval()
+
+
+@dataclass
+class _Run:
+    """One training run's fixed parts: the model (adapter attached), data handling, device."""
+
+    model: Any
+    tokenizer: Any
+    task: str
+    options: TrainOptions
+    choice: Any  # zoo.device.DeviceChoice
+    label_names: list[str]
+    eval_path: str | None
+    started: float
+
+    def evaluate(self, prefix: str) -> dict[str, Any]:
+        """The eval set's metrics under ``prefix`` (nothing without an eval set)."""
+        from zoo.evaluate import evaluate_adapter
+
+        if self.eval_path is None:
+            return {}
+        self.model.eval()
+        ev = evaluate_adapter(self.model, self.tokenizer, self.task, self.eval_path,
+                              self.options.eval_batch_size, max_length=self.options.max_length,
+                              label_names=self.label_names or None,
+                              autocast_dtype=self.choice.autocast_dtype)
+        return {f"{prefix}{k}": v for k, v in ev.items() if k != "fingerprint"}
+
+    def optimise(self, encoded: Encoded, total: int, signature: str, *,
+                 resume_from: bytes | None, progress: Callable[[dict[str, Any]], None] | None,
+                 checkpoint: Callable[[bytes, int], None] | None,
+                 should_stop: Callable[[], bool] | None) -> tuple[list[float], dict[str, Any]]:
+        """AdamW steps ``start..total`` (resumed from a checkpoint blob when given); returns
+        the loss of every step and the "before" metrics (``eval_before``)."""
+        import torch
+
+        options, model = self.options, self.model
+        named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        optimizer = torch.optim.AdamW(list(named.values()), lr=options.lr,
+                                      weight_decay=options.weight_decay)
+        start, losses = 0, []
+        if resume_from is not None:
+            start, losses = load_checkpoint(resume_from, named=named, optimizer=optimizer,
+                                            signature=signature)
+        # B = 0 at init, so the "before" is the frozen base (with the fresh head of seq-cls)
+        baseline = self.evaluate("baseline_") if options.eval_before and start == 0 else {}
+        batches = Batches(encoded, options.batch_size, options.seed, pad_id(self.tokenizer))
+        run_device = str(next(model.parameters()).device)
+        model.train()
+        for step in range(start, total):
+            if should_stop is not None and should_stop():
+                raise TrainingStopped(f"training stopped on request at step {step} of {total}")
+            lr = options.lr_at(step, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = _accumulate(model, self.task, batches, step, options.grad_accum,
+                                    self.choice, run_device)
+            if not math.isfinite(step_loss):
+                raise ConfigError(f"training diverged: loss is {step_loss} at step {step + 1}; "
+                                  "lower train.lr")
+            torch.nn.utils.clip_grad_norm_(list(named.values()), options.max_grad_norm)
+            optimizer.step()
+            losses.append(step_loss)
+            if progress is not None:
+                progress({"step": step + 1, "max_steps": total, "loss": step_loss, "lr": lr,
+                          "epoch": batches.epoch_of((step + 1) * options.grad_accum),
+                          "elapsed_s": time.monotonic() - self.started})
+            every = options.checkpoint_every
+            if checkpoint is not None and every and (step + 1) % every == 0 and step + 1 < total:
+                checkpoint(save_checkpoint(named=named, optimizer=optimizer, step=step + 1,
+                                           losses=losses, signature=signature), step + 1)
+        model.eval()
+        return losses, baseline
 
 
 def _metrics(losses: list[float], total: int, options: TrainOptions, n: int,

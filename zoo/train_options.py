@@ -3,7 +3,7 @@
 The library (``zoo.train.train_adapter``) takes it, and a job spec's ``train:`` section IS it
 (``zoo.jobspec`` validates the section against these fields), so a job trains with exactly the
 defaults a script gets: warmup, gradient clipping, everything. The defaults follow the paper's
-recipe (PROLORA.md: AdamW, weight decay 0, max grad norm 0.3, 3% linear warmup, lr 2e-4,
+recipe (docs/prolora.md: AdamW, weight decay 0, max grad norm 0.3, 3% linear warmup, lr 2e-4,
 batch 16).
 """
 

@@ -200,3 +200,19 @@ def test_catalog_verbs_do_not_import_torch(tmp_path, zoo_home):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_hostile_config_file_gives_one_short_line(runner, zoo_home):
+    """A 340-byte config file used to make every command print an 80 MB error."""
+    from pathlib import Path
+
+    bomb = 'a: &a ["xxxxxxxxxx","xxxxxxxxxx","xxxxxxxxxx","xxxxxxxxxx"]\n' + "".join(
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcde", "bcdef",
+                                                                       strict=True))
+    Path(zoo_home, "config.yaml").write_text(bomb)
+    result = runner.invoke(cli, ["ls"])
+    assert result.exit_code == 2
+    assert len(result.output) < 400 and "aliases" in result.output, result.output[:500]
+    Path(zoo_home, "config.yaml").write_text(f"{'k' * 100_000}: v\n")
+    result = runner.invoke(cli, ["config"])
+    assert result.exit_code == 2 and len(result.output) < 600, len(result.output)

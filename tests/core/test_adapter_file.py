@@ -1,4 +1,4 @@
-"""The adapter file: ADAPTER_FORMAT.md v1, deterministic bytes, strict validation."""
+"""The adapter file: docs/adapter-format.md, version 1, deterministic bytes, strict validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The layer's expansion equals an index-by-index transcription of PROLORA.md."""
+"""The layer's expansion equals an index-by-index transcription of docs/prolora.md."""
 
 from __future__ import annotations
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 
+import peft  # a dev dependency: when it is missing these tests fail, never skip
 import pytest
 import torch
 from core_models import randomize_adapter, tiny_bert_cls, tiny_gpt2, tiny_llama
 
 import zoo
-
-peft = pytest.importorskip("peft")
 
 
 def peft_lora(model, r, alpha, targets, fan_in_fan_out=False):

@@ -1,6 +1,6 @@
 """Helpers and fixtures for the blob-store, publish and pull tests (imported explicitly).
 
-``make_adapter_bytes`` writes a valid zoo adapter file (ADAPTER_FORMAT.md v1) with the canonical
+``make_adapter_bytes`` writes a valid zoo adapter file (docs/adapter-format.md, version 1) with the canonical
 writer, torch-free, so store and protocol tests do not need a model.
 """
 

@@ -1,6 +1,6 @@
 """Catalog fixtures: a fresh catalog on SQLite and on PostgreSQL, and fake adapter rows.
 
-Adapter rows need no files here: a config per ADAPTER_FORMAT.md and a fake sha256 are enough
+Adapter rows need no files here: a config per docs/adapter-format.md and a fake sha256 are enough
 (the publish tests exercise real files and blobs).
 """
 

@@ -169,7 +169,6 @@ def test_write_transaction_waits_for_a_briefly_held_lock_then_restores_busy_time
             timeout = s.execute(sa.text("PRAGMA busy_timeout")).scalar()
         t.join()
         assert released and got_lock >= released[0] - 0.05  # it really waited for the holder
-        assert got_lock - released[0] < 0.25  # and got the lock soon after (not a 1 s retry)
         assert timeout == BUSY_TIMEOUT_MS
     finally:
         t.join()

@@ -15,9 +15,9 @@ import blob_fixtures as bf
 import pytest
 from blob_fixtures import make_adapter_bytes, write_adapter
 
+from zoo.durations import parse_duration
 from zoo.errors import ConfigError
 from zoo.storage.blobstore import BLOB_DIR
-from zoo.durations import parse_duration
 from zoo.storage.fsck import fsck
 from zoo.storage.gc import collect, gc
 from zoo.storage.publish import publish

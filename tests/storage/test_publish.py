@@ -4,11 +4,11 @@ one transaction with ``on_commit``, and bad input rejected before any I/O."""
 from __future__ import annotations
 
 import blob_fixtures as bf
-from zoo.storage.binding import MARKER
 import pytest
 from blob_fixtures import sha256_path, write_adapter
 
 from zoo.errors import AdapterFormatError, ConfigError, ZooError
+from zoo.storage.binding import MARKER
 from zoo.storage.blobstore import blob_key
 from zoo.storage.publish import publish
 
@@ -204,10 +204,10 @@ def test_peft_dir_is_converted_losslessly(backend, tmp_path):
 
 
 def test_errors_are_zoo_errors(module_sqlite_backend, tmp_path):
-    path, _ = write_adapter(tmp_path / "a.safetensors")
+    path, digest = write_adapter(tmp_path / "a.safetensors")
     with pytest.raises(ZooError):
         publish(module_sqlite_backend.catalog, module_sqlite_backend.store, path, name="../x")
-    assert sha256_path(path)  # the input file is untouched
+    assert sha256_path(path) == digest  # the input file is untouched
 
 
 def test_publishing_bytes_matches_publishing_the_file(backend, tmp_path):

@@ -29,8 +29,10 @@ from zoo.storage.publish import publish
 go, shared, own, i = sys.argv[1:5]
 catalog = open_catalog(os.environ["ZOO_CATALOG_URL"])
 store = open_store(os.environ["ZOO_STORE_URL"])
+store.stat("0" * 64)  # connected to the store too (S3: the client's pool is warm)
+open(go + f".ready-{i}", "w").close()  # imported and connected: ready to race
 while not os.path.exists(go):
-    time.sleep(0.01)
+    time.sleep(0.001)
 a = publish(catalog, store, shared, name="shared", tags=["team=nlp"], aliases=["shared@latest"])
 b = publish(catalog, store, own, name=f"own-{i}", tags=["mine"])
 print(json.dumps([a.id, b.id]))
@@ -46,8 +48,12 @@ def test_eight_processes_publish_without_duplicates(backend, tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(go), str(shared),
                                str(owns[i][0]), str(i)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(8)]
-    time.sleep(1.0)  # let every process import and connect, then start them together
-    go.touch()
+    deadline = time.monotonic() + 300
+    while not all(go.with_name(f"go.ready-{i}").exists() for i in range(8)):  # the barrier
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert time.monotonic() < deadline, "workers never got ready"
+        time.sleep(0.05)
+    go.touch()  # all 8 imported and connected: they start together
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)

@@ -162,7 +162,6 @@ def test_pull_merged_writes_a_loadable_model(sqlite_backend, tmp_path):
 
     import zoo
     from zoo.adapter import Adapter
-
     from zoo.storage.bases import register_location
 
     native, _ = real_adapter(tmp_path / "n.safetensors", seed=4, base_dir=tmp_path / "base")

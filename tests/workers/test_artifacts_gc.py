@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from tests.workers.conftest import write_tiny_job
 from zoo.jobspec import load_specs
 from zoo.storage import jobs, staging
-from zoo.workers import train_task as tasks
 from zoo.storage.gc import collect, referenced_artifacts
+from zoo.workers import train_task as tasks
 
 
 def _age(store, digest: str, seconds: float) -> None:

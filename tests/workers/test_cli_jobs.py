@@ -106,3 +106,46 @@ def test_embedded_submit_ls_show_logs_wait(tmp_path, initialised, runner, tiny_m
     assert {a["id"] for a in adapters} == {j["adapter_id"] for j in listed}
     assert runner.invoke(cli, ["jobs", "cancel", job_id]).stdout.strip().endswith(
         "already SUCCEEDED")
+
+
+def test_credentials_in_a_ray_address_are_never_printed(tmp_path, initialised, runner,
+                                                        tiny_model_dir):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here
+    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir)
+    result = runner.invoke(cli, ["submit", str(path), "--address",
+                                 f"http://admin:hunter2@127.0.0.1:{port}"],
+                           env={"ZOO_CATALOG_URL": "postgresql+psycopg://u:pw@127.0.0.1:1/x",
+                                "ZOO_STORE_URL": "s3://bucket/prefix"})
+    assert result.exit_code != 0
+    assert "hunter2" not in result.output and "admin:***@" in result.output, result.output
+    assert job_rows(initialised) == 0
+
+
+@pytest.mark.parametrize("url, forwarded", [
+    ("postgresql+psycopg://zoo:secret@db:5432/zoo", "postgresql+psycopg://zoo@db:5432/zoo"),
+    ("postgresql://zoo@db/zoo?sslmode=require&sslpassword=k&password=p",
+     "postgresql://zoo@db/zoo?sslmode=require"),
+    ("sqlite:////var/zoo/catalog.db", "sqlite:////var/zoo/catalog.db"),
+    ("s3://bucket/prefix", "s3://bucket/prefix"),
+])
+def test_what_may_be_forwarded_has_no_secret(url, forwarded):
+    """The URLs a submission hands to Ray (task arguments, runtime_env) lose every secret;
+    a worker completes them from its own settings when they name the same target."""
+    from zoo.settings import same_target, strip_credentials
+
+    assert strip_credentials(url) == forwarded
+    assert same_target(url, forwarded)
+
+
+def test_a_worker_completes_credentials_from_its_own_settings(monkeypatch, zoo_home):
+    from zoo.settings import with_local_credentials
+
+    mine = "postgresql+psycopg://zoo:workers-own@db:5432/zoo"
+    monkeypatch.setenv("ZOO_CATALOG_URL", mine)
+    assert with_local_credentials("postgresql+psycopg://zoo@db:5432/zoo", "catalog_url") == mine
+    other = "postgresql+psycopg://zoo@elsewhere:5432/zoo"
+    assert with_local_credentials(other, "catalog_url") == other  # not its database: as given

@@ -164,3 +164,22 @@ def test_jobs_train_with_the_library_defaults(spec_dir):
     [spec] = load_specs(write(spec_dir, GOOD), overrides=["train.max_grad_norm=1.0",
                                                            "train.grad_accum=2"])
     assert spec.train.max_grad_norm == 1.0 and spec.train.grad_accum == 2
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(spec_dir):
+    """600 bytes of nested anchors used to expand until MemoryError (37 s)."""
+    import time
+
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f'{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n'
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    start = time.monotonic()
+    with pytest.raises(SpecError, match="aliases") as info:
+        load_specs(write(spec_dir, bomb))
+    assert time.monotonic() - start < 30  # a guard against hanging, not a timing claim
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+def test_an_oversized_spec_is_refused(spec_dir):
+    with pytest.raises(SpecError, match="at most"):
+        load_specs(write(spec_dir, GOOD + "# " + "x" * (2 << 20) + "\n"))

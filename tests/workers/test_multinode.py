@@ -24,6 +24,9 @@ def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3
                                                s3_bucket, tiny_model_dir):
     from zoo.storage.db import init_catalog
 
+    # a password the server never asks for (trust auth): it must not leave this process
+    secret = "s3cret-pw-never-forwarded"
+    pg_url = pg_url.replace("postgres@", f"postgres:{secret}@", 1)
     init_catalog(pg_url)
     store_url = f"s3://{s3_bucket}/zoo"
     submitter_home = tmp_path / "submitter"
@@ -59,6 +62,13 @@ def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3
         out = json.loads(result.stdout)
         assert out["mode"] == "cluster" and len(out["job_ids"]) == 6 and out["submission_id"]
         assert out["states"] == {}  # returned at once
+        # what Ray shows every token holder (runtime_env, entrypoint, metadata) has no password
+        from zoo.workers.cluster import job_client
+
+        info = job_client(cluster.address).get_job_info(out["submission_id"])
+        shown = json.dumps({"env": info.runtime_env, "entrypoint": info.entrypoint,
+                            "metadata": info.metadata}, default=str)
+        assert secret not in shown and "ZOO_FORWARDED_CATALOG_URL" in shown
 
         monkeypatch.setenv("RAY_ADDRESS", cluster.address)  # wait also asks Ray about the job
         waited = runner.invoke(cli, ["jobs", "wait", *out["job_ids"], "--timeout", "900",
@@ -88,6 +98,21 @@ def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3
     files = sorted(p for p in out_dir.rglob("*") if p.is_file())
     digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     assert digests == {a["digest"] for a in adapters} and len(digests) == 6
+    assert secret not in _job_text(pg_url)  # nor is it in any job row
+
+    # a third machine evaluates a job-trained and a pushed adapter from the REGISTERED base:
+    # the job registered where it found its base; the pushed file names a path that exists
+    # nowhere, and links to that registered base by its digest
+    pushed = _push_random_adapter(tmp_path, tiny_model_dir)
+    ev = CliRunner().invoke(cli, ["eval", "--select", "tag:multinode", "--dataset",
+                                  str(tmp_path / "spec" / "eval.jsonl"), "--json"])
+    assert ev.exit_code == 0, (ev.stdout, ev.stderr)
+    summary = json.loads(ev.stdout)
+    assert (summary["evaluated"], summary["errors"]) == (7, 0), summary["error_messages"]
+    shown = json.loads(CliRunner().invoke(cli, ["show", pushed, "--json"]).stdout)
+    assert shown["config"]["base_model"] == "/nowhere/tiny" and shown["metrics"]["loss"] > 0
+    bases = json.loads(CliRunner().invoke(cli, ["base", "ls", "--json"]).stdout)
+    assert [b["location"].startswith("zoo-model:") for b in bases] == [True]
 
 
 def _job_count(url: str) -> int:
@@ -98,6 +123,37 @@ def _job_count(url: str) -> int:
         count = conn.execute(sa.text("select count(*) from jobs")).scalar()
     engine.dispose()
     return count
+
+
+def _job_text(url: str) -> str:
+    """Every text column of every job row, concatenated."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("select spec, coalesce(error, ''), coalesce(ray_ref, ''), "
+                                    "coalesce(log_text, '') from jobs")).all()
+    engine.dispose()
+    return "\n".join(" ".join(r) for r in rows)
+
+
+def _push_random_adapter(tmp_path: Path, model_dir: Path) -> str:
+    """`zoo push` an adapter for the tiny base whose file names a base path nowhere."""
+    from transformers import AutoModelForCausalLM
+
+    from zoo.config import PRoLoRAConfig
+    from zoo.digest import base_model_digest
+    from zoo.testing import random_adapter
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    adapter = random_adapter(model, PRoLoRAConfig(r=2, target_modules=["q_proj"]),
+                             base_model="/nowhere/tiny", seed=7, scale=0.01,
+                             base_model_digest=base_model_digest(model_dir))
+    path = tmp_path / "pushed.safetensors"
+    adapter.save(path)
+    out = CliRunner().invoke(cli, ["push", str(path), "--name", "pushed", "--tag", "multinode"])
+    assert out.exit_code == 0, out.output
+    return out.stdout.strip()
 
 
 def _logs(cluster) -> str:
