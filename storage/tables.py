@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from zoo.job_state import JobState
 from zoo.names import ID_ALPHABET
 
 NAMING_CONVENTION = {
@@ -43,8 +44,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-JOB_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 
 
 def utcnow() -> datetime:
@@ -209,7 +208,7 @@ class JobRow(Base):
     sweep_id: Mapped[str | None] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(16), index=True, default="PENDING")
+    state: Mapped[str] = mapped_column(String(16), index=True, default=JobState.PENDING.value)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_retries: Mapped[int] = mapped_column(Integer, default=0)
     node: Mapped[str | None] = mapped_column(String(256))

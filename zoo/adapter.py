@@ -115,7 +115,7 @@ class Adapter:
 
     # ---- use with a model ------------------------------------------------------------------
     def prolora_config(self) -> PRoLoRAConfig:
-        return self.config.prolora()
+        return self.config.hyper
 
     def check_fits(self, model: nn.Module) -> None:
         """Raise AdapterMismatchError naming the module and both shapes if the base differs."""

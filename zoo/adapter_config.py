@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -124,14 +125,15 @@ class AdapterConfig:
                           ensure_ascii=True)
 
     # ---- derived --------------------------------------------------------------------------
-    @property
-    def shared_r(self) -> int:
-        return self.r - self.unshared_r
-
-    @property
-    def scaling(self) -> float:
-        """alpha / r with the FULL rank r."""
-        return self.alpha / self.r
+    @cached_property
+    def hyper(self) -> PRoLoRAConfig:
+        """The hyperparameters that rebuild this adapter's layers (targets = its modules):
+        ``hyper.shared_r``, ``hyper.scaling`` and every rank rule live there."""
+        return PRoLoRAConfig(
+            r=self.r, unshared_r=self.unshared_r, share_a=self.share_a, share_b=self.share_b,
+            alpha=self.alpha, dropout=self.dropout, target_modules=tuple(self.modules) or ("",),
+            stride_a=self.stride_a, stride_b=self.stride_b, rotation=self.rotation,
+            init=self.init, modules_to_save=self.modules_to_save)
 
     @property
     def label_names(self) -> tuple[str, ...] | None:
@@ -148,7 +150,7 @@ class AdapterConfig:
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """Tensor name → shape a file with this config must hold (``saved.*`` excluded)."""
-        rs, u = self.shared_r, self.unshared_r
+        rs, u = self.hyper.shared_r, self.unshared_r
         shapes: dict[str, tuple[int, ...]] = {}
         for path, m in self.modules.items():
             h, o = m.in_features, m.out_features
@@ -159,14 +161,6 @@ class AdapterConfig:
                 shapes[f"{path}.A_unshared"] = (u, h)
                 shapes[f"{path}.B_unshared"] = (o, u)
         return shapes
-
-    def prolora(self) -> PRoLoRAConfig:
-        """The hyperparameters that rebuild this adapter's layers (targets = its modules)."""
-        return PRoLoRAConfig(
-            r=self.r, unshared_r=self.unshared_r, share_a=self.share_a, share_b=self.share_b,
-            alpha=self.alpha, dropout=self.dropout, target_modules=tuple(self.modules) or ("",),
-            stride_a=self.stride_a, stride_b=self.stride_b, rotation=self.rotation,
-            init=self.init, modules_to_save=self.modules_to_save)
 
     def with_base(self, name: str, digest: str | None = None) -> AdapterConfig:
         """The same adapter described with another base name (and digest, if given)."""
@@ -200,7 +194,7 @@ class AdapterConfig:
         if self.dtype not in DTYPES:
             raise AdapterFormatError(f"{source}: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         try:
-            self.prolora()  # every rank, share, stride, alpha, dropout and init rule, once
+            _ = self.hyper  # every rank, share, stride, alpha, dropout and init rule, once
         except ConfigError as exc:
             raise AdapterFormatError(f"{source}: {exc}") from None
         for path, m in self.modules.items():

@@ -247,7 +247,7 @@ class MultiAdapterModel:
                     continue  # missing module: zero update for this slot
                 a, b = expand_module(adapter, path)
                 r = a.shape[0]
-                scaling = adapter.config.scaling
+                scaling = adapter.config.hyper.scaling
                 a_stack[k, :r] = a.to(self.dtype)
                 b_stack[k, :, :r] = (b.to(torch.float32) * scaling).to(self.dtype)
             layers[path] = MultiAdapterLinear(

@@ -1,22 +1,13 @@
-"""Base models get a location (the registry), and the catalog a small key/value table that
-holds its identity and the store it is bound to.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-01
-"""
+"""Base models get a location (the registry) and the catalog a key/value table for its own
+identity and the store it is bound to. Revision 0003, after 0002 (2026-12-01)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0003"
+down_revision = "0002"
 
 
 def upgrade() -> None:
