@@ -181,10 +181,6 @@ def set_ray_refs(catalog: Catalog, refs: dict[str, str]) -> None:
     catalog.run(run)
 
 
-def set_ray_ref(catalog: Catalog, job_id: str, ref: str) -> None:
-    set_ray_refs(catalog, {job_id: ref})
-
-
 # ---------------------------------------------------------------- transitions ---------------
 
 
@@ -226,12 +222,6 @@ def start_attempt(catalog: Catalog, job_id: str, *, node: str | None = None,
         return get_job(catalog, job_id), None
     view = JobView.of(row)
     return view, view.attempt
-
-
-def mark_running(catalog: Catalog, job_id: str, *, node: str | None = None,
-                 pid: int | None = None) -> int | None:
-    """Start an attempt; returns its number, or None if the job is terminal."""
-    return start_attempt(catalog, job_id, node=node, pid=pid)[1]
 
 
 def heartbeat(catalog: Catalog, job_id: str, attempt: int, *, log_uri: str | None = None) -> str:
@@ -321,6 +311,6 @@ __all__ = [
     "TERMINAL",
     "MAX_LOG_TEXT", "create_jobs", "get_job", "heartbeat", "list_jobs", "log_text",
     "mark_cancelled", "mark_failed",
-    "mark_running", "reap_stale", "set_checkpoint", "set_log_uri", "set_ray_ref",
+    "reap_stale", "set_checkpoint", "set_log_uri",
     "set_ray_refs", "start_attempt", "succeed_in_transaction",
 ]

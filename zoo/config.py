@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from zoo.errors import ConfigError
@@ -111,9 +111,6 @@ class PRoLoRAConfig:
         return any(
             module_name == t or module_name.endswith("." + t) for t in self.target_modules
         )
-
-    def with_overrides(self, **changes: Any) -> PRoLoRAConfig:
-        return replace(self, **changes)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PRoLoRAConfig:

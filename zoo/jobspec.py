@@ -66,10 +66,6 @@ class ResourceSpec:
             opts["resources"] = dict(self.custom)
         return opts
 
-    def entrypoint_resources(self) -> dict[str, float]:
-        """Custom resources only (what a Ray job's driver needs to land on the same nodes)."""
-        return dict(self.custom)
-
 
 @dataclass(frozen=True)
 class JobSpec:

@@ -35,11 +35,11 @@ def test_create_and_read(catalog, specs):
 
 def test_lifecycle_and_terminal_states_are_final(catalog, specs):
     job_id = jobs.create_jobs(catalog, specs[:1])[0]
-    assert jobs.mark_running(catalog, job_id, node="n1", pid=123) == 1
+    assert jobs.start_attempt(catalog, job_id, node="n1", pid=123)[1] == 1
     assert jobs.heartbeat(catalog, job_id, 1) == "RUNNING"
     assert jobs.set_checkpoint(catalog, job_id, 1, "sha256:ab")
     # a retry after a worker death: attempt 2, checkpoint kept
-    assert jobs.mark_running(catalog, job_id, node="n2", pid=456) == 2
+    assert jobs.start_attempt(catalog, job_id, node="n2", pid=456)[1] == 2
     view = jobs.get_job(catalog, job_id)
     assert (view.state, view.attempt, view.node, view.checkpoint_uri) == (
         "RUNNING", 2, "n2", "sha256:ab")
@@ -48,7 +48,7 @@ def test_lifecycle_and_terminal_states_are_final(catalog, specs):
     assert jobs.mark_cancelled(catalog, job_id)
     assert jobs.heartbeat(catalog, job_id, 2) == "CANCELLED"
     assert not jobs.mark_failed(catalog, job_id, "late failure")
-    assert jobs.mark_running(catalog, job_id) is None
+    assert jobs.start_attempt(catalog, job_id)[1] is None
     with pytest.raises(JobError, match="CANCELLED"), catalog.transaction() as session:
         jobs.succeed_in_transaction(session.connection(), job_id, 2, "adapter")
     view = jobs.get_job(catalog, job_id)
@@ -57,7 +57,7 @@ def test_lifecycle_and_terminal_states_are_final(catalog, specs):
 
 def test_failed_keeps_reason_and_wins_over_cancel(catalog, specs):
     job_id = jobs.create_jobs(catalog, specs[:1])[0]
-    jobs.mark_running(catalog, job_id)
+    jobs.start_attempt(catalog, job_id)
     assert jobs.mark_failed(catalog, job_id, "boom\nsecond line", attempt=1)
     assert not jobs.mark_cancelled(catalog, job_id)
     view = jobs.get_job(catalog, job_id)
@@ -67,7 +67,7 @@ def test_failed_keeps_reason_and_wins_over_cancel(catalog, specs):
 def test_stale_running_jobs_are_reaped(catalog, specs):
     ids = jobs.create_jobs(catalog, specs)
     for job_id in ids[:2]:
-        jobs.mark_running(catalog, job_id)
+        jobs.start_attempt(catalog, job_id)
     from zoo.storage.tables import JobRow
 
     old = jobs.utcnow() - timedelta(hours=1)
