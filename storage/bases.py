@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from zoo.adapter_config import AdapterConfig
@@ -61,22 +61,40 @@ def _view(row: BaseModelRow, adapters: int = 0) -> BaseView:
     return BaseView(row.id, row.name, row.digest, row.location, row.registered_at, adapters)
 
 
-def get_or_create(session: Session, name: str, digest: str | None) -> BaseModelRow:
+@dataclass(frozen=True)
+class BaseRef:
+    """The registry row a new adapter points at (what its listing shows of its base)."""
+
+    id: int
+    name: str
+    digest: str | None
+    location: str | None
+
+
+_BASES = BaseModelRow.__table__
+_BY_NAME_DIGEST = {  # built once: publish runs one of these for every adapter
+    nodigest: select(_BASES.c.id, _BASES.c.name, _BASES.c.digest, _BASES.c.location).where(
+        _BASES.c.name == bindparam("name"),
+        _BASES.c.digest.is_(None) if nodigest else _BASES.c.digest == bindparam("digest"))
+    for nodigest in (False, True)}
+
+
+def get_or_create(session: Session, name: str, digest: str | None) -> BaseRef:
     """The row for (name, digest), created if absent; a concurrent creator wins the unique
     index and this reads its row."""
-    cond = BaseModelRow.digest.is_(None) if digest is None else BaseModelRow.digest == digest
-    stmt = select(BaseModelRow).where(BaseModelRow.name == name, cond)
-    row = session.scalars(stmt).first()
-    if row is None:
+    stmt = _BY_NAME_DIGEST[digest is None]
+    params = {"name": name, "digest": digest}
+    found = session.connection().execute(stmt, params).first()
+    if found is None:
         insert_ignoring_conflicts(session, BaseModelRow, [{"name": name, "digest": digest}])
-        row = session.scalars(stmt).first()
-        if row is None:
+        found = session.connection().execute(stmt, params).first()
+        if found is None:
             raise ConflictError(f"base model {name!r} vanished while being registered; retry")
-    return row
+    return BaseRef(*found)
 
 
 def base_for_adapter(session: Session, config: AdapterConfig, *, explicit: str | None = None,
-                     location: str | None = None) -> BaseModelRow:
+                     location: str | None = None) -> BaseRef:
     """The registry row a new adapter references.
 
     ``explicit``: the name of a registered base (``zoo push --base``), which must agree with the
@@ -91,28 +109,27 @@ def base_for_adapter(session: Session, config: AdapterConfig, *, explicit: str |
             raise AdapterMismatchError(
                 f"the adapter was trained on a base with digest {digest[:12]}…, but base "
                 f"{row.name!r} has digest {row.digest[:12]}…")
-        return row
+        return BaseRef(row.id, row.name, row.digest, row.location)
     if location is not None:
-        row = get_or_create(session, config.base_model, digest)
-        if row.location is None:
-            _locate(session, row, location)
-        return row
+        ref = get_or_create(session, config.base_model, digest)
+        if ref.location is None:
+            _locate(session, ref.id, location)
+        return ref
     if digest is not None:
-        located = session.scalars(
-            select(BaseModelRow).where(BaseModelRow.digest == digest,
-                                       BaseModelRow.location.is_not(None))
-            .order_by(BaseModelRow.id)).first()
+        located = session.execute(
+            select(_BASES.c.id, _BASES.c.name, _BASES.c.digest, _BASES.c.location)
+            .where(_BASES.c.digest == digest, _BASES.c.location.is_not(None))
+            .order_by(_BASES.c.id)).first()
         if located is not None:
-            return located
+            return BaseRef(*located)
     return get_or_create(session, config.base_model, digest)
 
 
-def _locate(session: Session, row: BaseModelRow, location: str) -> None:
+def _locate(session: Session, base_id: int, location: str) -> None:
     if len(location) > MAX_LOCATION:
         raise ConflictError(f"base location is {len(location)} characters; at most {MAX_LOCATION}")
-    session.execute(update(BaseModelRow).where(BaseModelRow.id == row.id)
+    session.execute(update(BaseModelRow).where(BaseModelRow.id == base_id)
                     .values(location=location, registered_at=utcnow()))
-    row.location, row.registered_at = location, utcnow()
 
 
 def register(session: Session, name: str, location: str, digest: str) -> BaseView:
@@ -121,12 +138,12 @@ def register(session: Session, name: str, location: str, digest: str) -> BaseVie
     Rows of adapters pushed with the same digest and no location yet are located too: they
     name the same checkpoint."""
     name = validate_name(name, "base name")
-    row = get_or_create(session, name, digest)
-    _locate(session, row, location)
+    ref = get_or_create(session, name, digest)
+    _locate(session, ref.id, location)
     session.execute(update(BaseModelRow)
                     .where(BaseModelRow.digest == digest, BaseModelRow.location.is_(None))
                     .values(location=location, registered_at=utcnow()))
-    return _view(row, _count(session, row.id))
+    return _view(session.get_one(BaseModelRow, ref.id), _count(session, ref.id))
 
 
 def _count(session: Session, base_id: int) -> int:

@@ -220,9 +220,12 @@ def add_planned(session: Session, plan: AdapterWrite, *, base: str | None = None
         _label(session, existing, plan.tags, plan.aliases)
         return _loaded(session, existing)
     # A new row's listing fields are exactly what was just written: no reload query.
+    base = BaseModelRow(id=base_row.id, name=base_row.name, digest=base_row.digest,
+                        location=base_row.location)
+    make_transient_to_detached(base)
     make_transient_to_detached(row := AdapterRow(**values, base_model_id=base_row.id))
     row = session.merge(row, load=False)
-    set_committed_value(row, "base_model", base_row)
+    set_committed_value(row, "base_model", session.merge(base, load=False))
     setattr(row, _EXTRAS, Extras(tags=sorted({str(t) for t in plan.tags}),
                                  aliases=[f"{n}@{a}" for n, a in plan.aliases]))
     return row

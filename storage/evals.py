@@ -90,7 +90,7 @@ def insert_eval_results(session: Session, rows: Sequence[dict[str, Any]]) -> Non
     if not rows:
         return
     now = utcnow()
-    session.execute(EvalRow.__table__.insert(), [
+    session.connection().execute(EvalRow.__table__.insert(), [
         {"n_examples": 0, "elapsed_s": 0.0, "error": None, "created_at": now, **row}
         for row in rows])
 

@@ -217,7 +217,7 @@ def start_attempt(catalog: Catalog, job_id: str, *, node: str | None = None,
     """
     params = {"job": job_id, "at_node": node or socket.gethostname(),
               "pid": pid if pid is not None else os.getpid(), "now": utcnow()}
-    row = catalog.run(lambda session: session.execute(_START, params).first())
+    row = catalog.run(lambda session: session.connection().execute(_START, params).first())
     if row is None:  # terminal (or unknown): nothing to run
         return get_job(catalog, job_id), None
     view = JobView.of(row)
@@ -262,7 +262,7 @@ def succeed_in_transaction(session: Session, job_id: str, attempt: int, adapter_
     """Mark SUCCEEDED inside the publish transaction (its ``on_commit`` session), with the
     final log as an uploaded blob (``log_uri``) or kept in the row (``log_text``); raise,
     rolling it back, if this attempt is no longer the job's current RUNNING one."""
-    moved = session.execute(_SUCCEED, {
+    moved = session.connection().execute(_SUCCEED, {
         "job": job_id, "current": attempt, "adapter": adapter_id, "now": utcnow(),
         "log": log_uri or None, "log_text": log_text}).rowcount
     if moved != 1:

@@ -24,7 +24,8 @@ def _insert(dialect: str, table: Any) -> Any:
 
 
 def _statement(session: Session, table: Any, kind: tuple[Any, ...]) -> Any:
-    dialect = session.get_bind().dialect.name
+    dialect = session.bind.dialect.name if session.bind is not None else \
+        session.get_bind().dialect.name
     key = (dialect, table, kind)
     stmt = _STATEMENTS.get(key)
     if stmt is None:
@@ -46,13 +47,15 @@ def insert_ignoring_conflicts(session: Session, table: Any,
     if not rows:
         return 0
     stmt = _statement(session, table, ("ignore",))
+    connection = session.connection()  # Core statements: no ORM execution layer to pay for
     if len(rows) == 1:
-        return int(session.execute(stmt, dict(rows[0])).rowcount)
-    session.execute(stmt, [dict(r) for r in rows])
+        return int(connection.execute(stmt, dict(rows[0])).rowcount)
+    connection.execute(stmt, [dict(r) for r in rows])
     return len(rows)
 
 
 def upsert(session: Session, table: Any, values: Mapping[str, Any], *, key: tuple[str, ...],
            update: tuple[str, ...]) -> None:
     """INSERT, or UPDATE the ``update`` columns of the row with the same ``key``."""
-    session.execute(_statement(session, table, ("upsert", key, update)), dict(values))
+    session.connection().execute(_statement(session, table, ("upsert", key, update)),
+                                 dict(values))

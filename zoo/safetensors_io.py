@@ -23,6 +23,7 @@ from zoo.untrusted import UntrustedInputError, load_json
 
 MAX_HEADER_BYTES = 8 * 1024 * 1024  # a 70B model's adapter header with every projection: ~0.2 MB
 MAX_DIMS = 8
+_ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
 DTYPE_SIZES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
     "BOOL": 1,
@@ -85,8 +86,8 @@ def parse_header(blob: bytes, *, source: str = "file") -> tuple[dict[str, str], 
         raise AdapterFormatError(f"{source}: header is {n} bytes; at most {MAX_HEADER_BYTES}")
     if len(blob) < 8 + n:
         raise AdapterFormatError(f"{source}: truncated safetensors header")
-    try:
-        header = load_json(blob[8 : 8 + n], max_bytes=MAX_HEADER_BYTES)
+    try:  # no generic depth walk: every entry's shape is checked exactly below
+        header = load_json(blob[8 : 8 + n], max_bytes=MAX_HEADER_BYTES, max_depth=None)
     except UntrustedInputError as exc:
         raise AdapterFormatError(f"{source}: not a safetensors file (header {exc})") from None
     if not isinstance(header, dict):
@@ -102,21 +103,21 @@ def parse_header(blob: bytes, *, source: str = "file") -> tuple[dict[str, str], 
 
 
 def _is_index(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return type(value) is int and value >= 0
 
 
 def _tensor_info(name: str, info: object, source: str) -> TensorInfo:
     """One header entry, checked on its own: dtype, dims, and a byte range fitting the shape."""
-    try:
-        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]  # type: ignore[index]
-    except (KeyError, TypeError):
-        raise AdapterFormatError(f"{source}: malformed entry for tensor {name!r}") from None
-    if dtype not in DTYPE_SIZES:
+    if type(info) is not dict or info.keys() != _ENTRY_KEYS:
+        raise AdapterFormatError(f"{source}: malformed entry for tensor {name!r} (exactly "
+                                 "dtype, shape and data_offsets)")
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if type(dtype) is not str or dtype not in DTYPE_SIZES:
         raise AdapterFormatError(f"{source}: tensor {name!r} has unsupported dtype {dtype!r}")
-    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(map(_is_index, shape)):
+    if type(shape) is not list or len(shape) > MAX_DIMS or not all(map(_is_index, shape)):
         raise AdapterFormatError(f"{source}: tensor {name!r} has an invalid shape "
                                  f"(at most {MAX_DIMS} non-negative integer dims)")
-    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_index, offsets)):
+    if type(offsets) is not list or len(offsets) != 2 or not all(map(_is_index, offsets)):
         raise AdapterFormatError(f"{source}: tensor {name!r} has invalid data_offsets")
     count = 1
     for dim in shape:

@@ -9,13 +9,11 @@ megabytes back into an error message. Every reader of such text goes through her
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 MAX_DEPTH = 32
 MAX_ERROR_CHARS = 300
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(r"[\[\]{}]")
+_CONTAINERS = (dict, list)  # what json.loads and yaml.safe_load build for nested values
 
 
 class UntrustedInputError(ValueError):
@@ -28,18 +26,9 @@ def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return line if len(line) <= limit else line[:limit] + f"… ({len(line)} chars)"
 
 
-def json_depth(text: str) -> int:
-    """The deepest bracket nesting outside strings (regex passes run in C: cheap for large
-    honest inputs, bounded for hostile ones)."""
-    depth = deepest = 0
-    for ch in _BRACKETS.findall(_STRING.sub("", text)):
-        depth += 1 if ch in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def load_json(text: str | bytes, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
-    """``json.loads`` with a size cap and a nesting cap; UntrustedInputError otherwise."""
+def load_json(text: str | bytes, *, max_bytes: int, max_depth: int | None = MAX_DEPTH) -> Any:
+    """``json.loads`` with a size cap and a nesting cap (``None``: the caller validates the
+    shape strictly itself); UntrustedInputError otherwise, never a RecursionError."""
     if len(text) > max_bytes:
         raise UntrustedInputError(f"is {len(text)} bytes; at most {max_bytes}")
     if isinstance(text, bytes):
@@ -47,12 +36,15 @@ def load_json(text: str | bytes, *, max_bytes: int, max_depth: int = MAX_DEPTH) 
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise UntrustedInputError("is not UTF-8 text") from None
-    if json_depth(text) > max_depth:
-        raise UntrustedInputError(f"is nested more than {max_depth} levels deep")
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        value = json.loads(text)
+    except RecursionError:  # deeper than the C parser will go: far past any cap
+        raise UntrustedInputError(f"is nested more than {max_depth} levels deep") from None
+    except json.JSONDecodeError as exc:
         raise UntrustedInputError(f"is not valid JSON ({clip(str(exc), 120)})") from None
+    if max_depth is not None and too_deep(value, max_depth):
+        raise UntrustedInputError(f"is nested more than {max_depth} levels deep")
+    return value
 
 
 def load_yaml(text: str, *, loader: Any, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
@@ -75,17 +67,23 @@ def load_yaml(text: str, *, loader: Any, max_bytes: int, max_depth: int = MAX_DE
         problem = getattr(exc, "problem", None) or str(exc)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise UntrustedInputError(f"{where}malformed YAML: {clip(problem, 160)}") from None
-    if _depth(data) > max_depth:
+    if too_deep(data, max_depth):
         raise UntrustedInputError(f"is nested more than {max_depth} levels deep")
     return data
 
 
-def _depth(value: Any, level: int = 0) -> int:
-    """Nesting depth of parsed YAML (aliases are refused, so the tree is as big as the text)."""
-    if level > MAX_DEPTH * 4:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
+def too_deep(value: Any, max_depth: int) -> bool:
+    """Whether parsed JSON/YAML nests containers deeper than ``max_depth`` (iterative: only the
+    containers are visited, and the walk stops at the first one too deep)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if type(node) is dict else node
+        for child in children:
+            if type(child) in _CONTAINERS:
+                if depth + 1 > max_depth:
+                    return True
+                stack.append((child, depth + 1))
+    return False
