@@ -135,8 +135,9 @@ def test_injection_changes_nothing(catalog, zoo, table_snapshot):
         ("tag:../etc", "path traversal"),
         ("metrics.=3", "names no metric"),
         ("created>yesterday", "not a date"),
-        ("alpha>nan", "not a finite number"), ("alpha<1e400", "not a finite number"),
-    ("params<100000000000000000000", "out of range"),
+        ("alpha>nan", "not a finite number"),
+        ("alpha<1e400", "not a finite number"),
+        ("params<100000000000000000000", "out of range"),
         ("r=", "missing value"),
     ],
 )
