@@ -6,9 +6,10 @@ base only from a REGISTERED location (a local directory, an ``s3://`` prefix, a 
 ``zoo-model:`` manifest staged in the store by ``zoo submit``) and check that what they loaded
 has the registered digest. So an uploaded file cannot make the zoo fetch an arbitrary model.
 
-- ``zoo base add NAME LOCATION`` registers a location after computing its digest; rows of
-  pushed adapters with the same digest, still without a location, get it too.
-- A training job registers the base it used (its staged location) when it publishes.
+- ``zoo base add NAME LOCATION`` registers a location after computing its digest; adapters
+  pushed earlier with the same digest (under a row named as their files say) move to it.
+- A training job registers the base it used (its staged location) when it publishes, unless
+  that checkpoint is registered already.
 - A pushed adapter links to the registered base with its digest (whatever that base is called),
   else to a row named as the file says, without a location until someone registers one.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from zoo.adapter_config import AdapterConfig
@@ -77,6 +78,9 @@ _BY_NAME_DIGEST = {  # built once: publish runs one of these for every adapter
         _BASES.c.name == bindparam("name"),
         _BASES.c.digest.is_(None) if nodigest else _BASES.c.digest == bindparam("digest"))
     for nodigest in (False, True)}
+_LOCATED = (select(_BASES.c.id, _BASES.c.name, _BASES.c.digest, _BASES.c.location)
+            .where(_BASES.c.digest == bindparam("digest"), _BASES.c.location.is_not(None))
+            .order_by(_BASES.c.id).limit(1))
 
 
 def get_or_create(session: Session, name: str, digest: str | None) -> BaseRef:
@@ -110,19 +114,15 @@ def base_for_adapter(session: Session, config: AdapterConfig, *, explicit: str |
                 f"the adapter was trained on a base with digest {digest[:12]}…, but base "
                 f"{row.name!r} has digest {row.digest[:12]}…")
         return BaseRef(row.id, row.name, row.digest, row.location)
-    if location is not None:
-        ref = get_or_create(session, config.base_model, digest)
-        if ref.location is None:
-            _locate(session, ref.id, location)
-        return ref
-    if digest is not None:
-        located = session.execute(
-            select(_BASES.c.id, _BASES.c.name, _BASES.c.digest, _BASES.c.location)
-            .where(_BASES.c.digest == digest, _BASES.c.location.is_not(None))
-            .order_by(_BASES.c.id)).first()
+    if digest is not None:  # the checkpoint is registered already: whatever its name
+        located = session.connection().execute(_LOCATED, {"digest": digest}).first()
         if located is not None:
             return BaseRef(*located)
-    return get_or_create(session, config.base_model, digest)
+    ref = get_or_create(session, config.base_model, digest)
+    if location is not None and ref.location is None:  # a job registers what it used
+        _locate(session, ref.id, location)
+        ref = BaseRef(ref.id, ref.name, ref.digest, location)
+    return ref
 
 
 def _locate(session: Session, base_id: int, location: str) -> None:
@@ -135,14 +135,19 @@ def _locate(session: Session, base_id: int, location: str) -> None:
 def register(session: Session, name: str, location: str, digest: str) -> BaseView:
     """``zoo base add``: record that ``location`` holds the base ``name`` with ``digest``.
 
-    Rows of adapters pushed with the same digest and no location yet are located too: they
-    name the same checkpoint."""
+    Unregistered rows with the same digest (adapters pushed before, naming the base their
+    own way) name the same checkpoint: their adapters move to this row, and they go."""
     name = validate_name(name, "base name")
     ref = get_or_create(session, name, digest)
     _locate(session, ref.id, location)
-    session.execute(update(BaseModelRow)
-                    .where(BaseModelRow.digest == digest, BaseModelRow.location.is_(None))
-                    .values(location=location, registered_at=utcnow()))
+    strays = select(BaseModelRow.id).where(BaseModelRow.digest == digest,
+                                           BaseModelRow.location.is_(None),
+                                           BaseModelRow.id != ref.id)
+    session.execute(update(AdapterRow).where(AdapterRow.base_model_id.in_(strays))
+                    .values(base_model_id=ref.id))
+    session.execute(delete(BaseModelRow).where(BaseModelRow.digest == digest,
+                                               BaseModelRow.location.is_(None),
+                                               BaseModelRow.id != ref.id))
     return _view(session.get_one(BaseModelRow, ref.id), _count(session, ref.id))
 
 

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from zoo.cli.evaluate import config_label, progress_printer
 from zoo.cli.main import cli
-from zoo.workers.eval_pool import read_dataset, write_results
+from zoo.storage.evals import write_results
+from zoo.workers.eval_pool import read_dataset
 
 
 def test_dataset_from_s3_is_the_same_bytes(s3_server, s3_bucket, tmp_path, monkeypatch, zoo_home):

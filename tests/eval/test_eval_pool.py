@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import random
 
 import pytest
 
@@ -89,3 +90,64 @@ def test_bad_metric_is_one_line(bad, zoo_home):
                                    "--metrics", bad])
     assert res.exit_code == 2, res.output
     assert "bleu" in res.output
+
+
+def test_one_odd_adapter_cannot_fail_its_group(zoo_home, tmp_path):
+    """Adapters without recorded labels (PEFT imports) share a group; the first one's 3-way
+    head used to size the base for all of them, so every 2-way adapter after it failed."""
+    import json as _json
+
+    from evalkit import BERT_TARGETS, char_tokenizer, make_adapter, random_config, tiny_bert_cls
+
+    from zoo.digest import base_model_digest
+    from zoo.settings import resolve_settings
+    from zoo.storage.bases import register_location
+    from zoo.storage.blobstore import open_store
+    from zoo.storage.db import init_catalog, open_catalog
+    from zoo.storage.evals import select_items
+    from zoo.storage.publish import publish
+    from zoo.workers.eval_pool import EvalWorker
+
+    settings = resolve_settings()
+    init_catalog(settings.catalog_url)
+    catalog, store = open_catalog(settings.catalog_url), open_store(settings.store_url)
+    base_dir = tmp_path / "bert"
+    tiny_bert_cls(num_labels=2).save_pretrained(str(base_dir))
+    char_tokenizer(base_dir)
+    register_location(catalog, store, "bert", str(base_dir))
+    digest = base_model_digest(base_dir)
+    rng = random.Random(0)
+    for i, labels in enumerate((3, 2, 2)):  # the odd one first
+        cfg = random_config(rng, BERT_TARGETS, modules_to_save=("classifier",))
+        adapter = make_adapter(tiny_bert_cls(num_labels=labels), cfg, seed=i,
+                               base_model="bert", task="seq-cls")
+        adapter = type(adapter)(adapter.config.with_base("bert", digest), adapter.tensors)
+        publish(catalog, store, adapter.to_bytes(), name=f"head{labels}-{i}")
+    data = tmp_path / "cls.jsonl"
+    data.write_text("".join(_json.dumps({"text": t, "label": f"LABEL_{k}"}) + "\n"
+                            for t, k in (("good", 1), ("bad", 0), ("fine", 1), ("awful", 0))))
+    items = select_items(catalog, "task=seq-cls")
+    worker = EvalWorker(settings.store_url, data.read_bytes(), "cls.jsonl",
+                        home=str(tmp_path / "worker"))
+    results = worker.evaluate(items[0].group, items)
+    assert [r["error"] for r in results] == [None, None, None], results
+    assert all(0 <= r["metrics"]["accuracy"] <= 1 for r in results)
+    catalog.close()
+
+
+def test_a_run_where_nothing_evaluated_fails(ray_local, embedded_zoo):
+    """Every adapter an error: the summary says so and the command exits non-zero (8)."""
+    from click.testing import CliRunner
+
+    from zoo.cli.main import cli
+
+    z = embedded_zoo
+    ids = z.publish_random(2, seed=5)
+    for adapter_id in ids:
+        z.flip_byte(adapter_id)
+    result = CliRunner().invoke(cli, ["eval", "--select", "name~rand-5-", "--dataset",
+                                      str(z.data)])
+    assert result.exit_code == 8, result.output
+    assert "evaluated 0 adapter(s)" in result.stdout and "2 error(s)" in result.stdout
+    last = result.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert last == "zoo: error: no adapter could be evaluated (2 error(s))"

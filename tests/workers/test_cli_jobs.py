@@ -36,6 +36,9 @@ BAD = [
     (("retries: 1", "retries: 1\nepochs: 3"), "epochs: unknown field"),
     (("lr: 1.0e-3", "lr: fast"), "train.lr: expected a number, got 'fast'"),
     (("r: 4,", "r: 0,"), "prolora.r: r=0 is invalid: must be a positive integer"),
+    # what publish would refuse after training, the dry run refuses at once
+    (("tags: [test]", "tags: [team=nlp/core]"), "tags[0]: tag value 'nlp/core'"),
+    (("tags: [test]", "tags: [a..b]"), "tags[0]: tag key 'a..b' contains '..'"),
     (("retries: 1", "retries: 1\nsweep: {prolora.rank: [1, 2]}"),
      "sweep: unknown key 'prolora.rank'"),
     (("task: causal-lm", "task: [causal-lm"), "malformed YAML"),
@@ -51,13 +54,14 @@ def test_bad_spec_exits_2_with_one_line_and_writes_nothing(tmp_path, initialised
     text = path.read_text()
     assert edit[0] in text
     path.write_text(text.replace(edit[0], edit[1], 1))
-    result = runner.invoke(cli, ["submit", str(path)])
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("zoo: error: "), result.stderr
-    assert expected in lines[0]
-    if "YAML" not in expected:
-        assert lines[0][len("zoo: error: "):].startswith(expected.split(":")[0] + ":")
+    for dry in ([], ["--dry-run"]):
+        result = runner.invoke(cli, ["submit", str(path), *dry])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("zoo: error: "), result.stderr
+        assert expected in lines[0]
+        if "YAML" not in expected:
+            assert lines[0][len("zoo: error: "):].startswith(expected.split(":")[0] + ":")
     assert job_rows(initialised) == 0
 
 
