@@ -40,6 +40,13 @@ def _echo_json(value: Any) -> None:
     echo_json(value)
 
 
+def shape_cells() -> tuple[Any, Any]:
+    """The R/U (rank/unshared) and SHARE (a x b) cells of an adapter or leaderboard row: one
+    format in every table."""
+    return (lambda d: f"{d['r']}/{d['unshared_r']}",
+            lambda d: f"{d['share_a']}x{d['share_b']}")
+
+
 def adapter_columns() -> list[Any]:
     """The columns of an adapter table, most important first (lower priority = kept longer)."""
     from zoo.cli.output import Column, short_number
@@ -48,13 +55,14 @@ def adapter_columns() -> list[Any]:
         return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in d["metrics"].items())
 
+    rank_cells, share_cells = shape_cells()
     return [
         Column("ID", lambda d: d["id"], cut=False),
         Column("NAME", lambda d: d["name"], min_width=10),
         Column("BASE", lambda d: d["base_model"], priority=4, min_width=8),
         Column("TASK", lambda d: d["task"], priority=5, cut=False),
-        Column("R/U", lambda d: f"{d['r']}/{d['unshared_r']}", priority=3, cut=False),
-        Column("SHARE", lambda d: f"{d['share_a']}x{d['share_b']}", priority=6, cut=False),
+        Column("R/U", rank_cells, priority=3, cut=False),
+        Column("SHARE", share_cells, priority=6, cut=False),
         Column("PARAMS", lambda d: short_number(d["params"]), priority=3, cut=False, align=">"),
         Column("TAGS", lambda d: " ".join(d["tags"]), priority=2, min_width=8),
         Column("ALIASES", lambda d: " ".join(d["aliases"]), priority=2, min_width=8),

@@ -5,7 +5,6 @@ Heavy imports (ray, torch, matplotlib) happen inside the verbs.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -87,7 +86,7 @@ def eval_command(query: str, dataset: str, metrics: str | None, batch_size: int,
         finally:
             shutdown_if_started()
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
+        _echo_json(summary.to_dict())
     else:
         from zoo.cli.output import safe
 
@@ -103,72 +102,74 @@ def eval_command(query: str, dataset: str, metrics: str | None, batch_size: int,
 
 
 @click.command("leaderboard")
-@click.option("--dataset", required=True, metavar="D", help="Dataset name, fingerprint or path.")
-@click.option("--metric", required=True, metavar="M", help="e.g. loss, accuracy, exact_match.")
-@click.option("--select", "query", default=None, metavar="QUERY", help="Only adapters matching.")
-@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--dataset", required=True, metavar="FILE|SHA256",
+              help="The evaluation data file (known by its content), or its sha256: a prefix of "
+                   "at least 8 hex characters, as `zoo eval` prints it.")
+@click.option("--metric", required=True, metavar="M",
+              help="What to rank by: loss, perplexity (lower is better), accuracy, exact_match.")
+@click.option("--select", "query", default=None, metavar="QUERY",
+              help="Only adapters matching QUERY (the `zoo ls` language), e.g. 'r<=8'.")
+@click.option("--limit", "--top", "limit", type=click.IntRange(1, 100_000), default=20,
+              show_default=True, help="Rank at most this many adapters (also what --plot shows).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("--plot", "plot_path", default=None, metavar="OUT.png",
-              help="Also plot the metric against trainable parameters (all matches).")
+@click.option("--wide", is_flag=True, help="Every column at full width.")
+@click.option("--plot", "plot_path", default=None, metavar="OUT.png|.svg|.pdf",
+              help="Also draw the ranked adapters' metric against their trainable parameters, "
+                   "with the Pareto front; the extension picks the format.")
 @store_options
-def leaderboard(dataset: str, metric: str, query: str | None, top: int, as_json: bool,
-                plot_path: str | None, catalog_url: str | None, store_url: str | None) -> None:
-    """Adapters ranked by their latest METRIC on a dataset."""
+def leaderboard(dataset: str, metric: str, query: str | None, limit: int, as_json: bool,
+                wide: bool, plot_path: str | None, catalog_url: str | None,
+                store_url: str | None) -> None:
+    """Adapters ranked by their latest METRIC on a dataset.
+
+    \b
+    Example:
+      zoo leaderboard --dataset eval.jsonl --metric accuracy --select 'task=seq-cls' --plot lb.png
+    """
+    from zoo.storage.evals import LOWER_IS_BETTER
     from zoo.storage.evals import leaderboard as rank
 
-    with opened(catalog_url, store_url) as (catalog, _store):
-        rows = rank(catalog, dataset=dataset, metric=metric, query=query,
-                    top=None if plot_path else top)
     if plot_path:
-        plot_leaderboard(rows, metric, plot_path)
-    shown = rows[:top]
+        from zoo.cli.plot import plot_format
+
+        plot_format(plot_path)  # a wrong extension fails before any work
+    with opened(catalog_url, store_url) as (catalog, _store):
+        rows = rank(catalog, dataset=dataset, metric=metric, query=query, top=limit)
+    if plot_path:
+        from zoo.cli.plot import render
+        from zoo.files import write_atomic
+
+        write_atomic(plot_path, render(rows, metric, plot_path,
+                                       higher_is_better=metric not in LOWER_IS_BETTER))
     if as_json:
-        click.echo(json.dumps(shown, indent=2))
+        _echo_json(rows)
     else:
-        header = f"{'#':>4}  {'id':<26}  {'name':<24}  {metric:>12}  {'params':>9}  r/u  share"
-        click.echo(header)
-        for row in shown:
-            click.echo(f"{row['rank']:>4}  {row['id']:<26}  {row['name'][:24]:<24}  "
-                       f"{row['value']:>12.5g}  {row['params']:>9}  {row['r']}/{row['unshared_r']}"
-                       f"  {row['share_a']}/{row['share_b']}")
+        _print_board(rows, metric, wide)
     if plot_path:
         click.echo(f"plot of {len(rows)} adapter(s) written to {plot_path}", err=as_json)
 
 
-def config_label(row: dict[str, Any]) -> str:
-    """Legend label: LoRA when nothing is shared (u = r or m = n = 1), else PRoLoRA."""
-    lora = row["unshared_r"] == row["r"] or (row["share_a"] == 1 and row["share_b"] == 1)
-    return f"{'LoRA' if lora else 'PRoLoRA'} r={row['r']}"
+def _print_board(rows: list[dict[str, Any]], metric: str, wide: bool) -> None:
+    from zoo.cli.catalog import shape_cells
+    from zoo.cli.output import Column, print_table, safe, short_number
+    from zoo.storage.evals import LOWER_IS_BETTER
+
+    better = "lower" if metric in LOWER_IS_BETTER else "higher"
+    click.echo(f"{metric} on {safe(rows[0]['dataset'])} ({better} is better)")
+    rank_cells, share_cells = shape_cells()
+    print_table([
+        Column("#", lambda r: r["rank"], cut=False, align=">"),
+        Column("ID", lambda r: r["id"], cut=False),
+        Column("NAME", lambda r: r["name"], min_width=10),
+        Column(metric.upper(), lambda r: f"{r['value']:.5g}", cut=False, align=">"),
+        Column("PARAMS", lambda r: short_number(r["params"]), priority=2, cut=False, align=">"),
+        Column("R/U", rank_cells, priority=3, cut=False),
+        Column("SHARE", share_cells, priority=4, cut=False),
+        Column("EXAMPLES", lambda r: r["examples"], priority=5, cut=False, align=">"),
+    ], rows, wide=wide)
 
 
-def plot_leaderboard(rows: list[dict[str, Any]], metric: str, path: str) -> None:
-    """Metric vs trainable parameters, one point per adapter, coloured by method and rank."""
-    try:
-        import matplotlib
+def _echo_json(value: Any) -> None:
+    from zoo.cli.output import echo_json
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is in the plot extra
-        raise click.ClickException("--plot needs matplotlib: pip install 'adapter-zoo[plot]'") from None
-    from zoo.files import write_atomic
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(config_label(row), []).append(row)
-    for label, members in sorted(groups.items()):
-        ax.scatter([m["params"] for m in members], [m["value"] for m in members], s=14,
-                   alpha=0.75, label=f"{label} ({len(members)})")
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs trainable parameters on {rows[0]['dataset']}")
-    ax.legend(fontsize=7, loc="best")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
+    echo_json(value)

@@ -32,7 +32,16 @@ from zoo.names import (
 )
 from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
 from zoo.storage.sql import insert_ignoring_conflicts, upsert
-from zoo.storage.tables import AdapterRow, AliasRow, BaseModelRow, EvalRow, TagRow, new_id, utcnow
+from zoo.storage.tables import (
+    AdapterRow,
+    AliasRow,
+    BaseModelRow,
+    EvalRow,
+    TagRow,
+    dataset_label,
+    new_id,
+    utcnow,
+)
 
 __all__ = [
     "AdapterWrite", "Extras", "LOADERS", "Page", "add_adapter", "add_planned", "add_tags",
@@ -57,6 +66,7 @@ class Extras:
 
     tags: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
+    # (eval row id, dataset label, metric, value)
     evals: list[tuple[int, str, str, float | None]] = field(default_factory=list)
 
 
@@ -65,15 +75,15 @@ def _extras_statement() -> Any:
 
     Built once with an expanding parameter, so its compiled form is cached and reused."""
     ids = bindparam("ids", expanding=True)
-    nul_f, nul_i = cast(null(), Float), cast(null(), Integer)
+    nul_f, nul_i, nul_s = cast(null(), Float), cast(null(), Integer), cast(null(), String)
     return union_all(
         select(literal("t", String).label("k"), TagRow.adapter_id.label("aid"),
-               TagRow.key.label("a"), TagRow.value.label("b"), nul_f.label("v"),
-               nul_i.label("n")).where(TagRow.adapter_id.in_(ids)),
+               TagRow.key.label("a"), TagRow.value.label("b"), nul_s.label("c"),
+               nul_f.label("v"), nul_i.label("n")).where(TagRow.adapter_id.in_(ids)),
         select(literal("a", String), AliasRow.adapter_id, AliasRow.name, AliasRow.alias,
-               nul_f, nul_i).where(AliasRow.adapter_id.in_(ids)),
+               nul_s, nul_f, nul_i).where(AliasRow.adapter_id.in_(ids)),
         select(literal("e", String), EvalRow.adapter_id, EvalRow.dataset_name,
-               EvalRow.metric, EvalRow.value, EvalRow.id)
+               EvalRow.metric, EvalRow.dataset_fingerprint, EvalRow.value, EvalRow.id)
         .where(EvalRow.adapter_id.in_(ids)),
     )
 
@@ -88,14 +98,14 @@ def load_extras(session: Session, rows: Sequence[AdapterRow], chunk: int = 500) 
     ids = list(by_id)
     for lo in range(0, len(ids), chunk):
         result = session.execute(_EXTRAS_STMT, {"ids": ids[lo:lo + chunk]})
-        for kind, aid, a, b, value, n in result:
+        for kind, aid, a, b, c, value, n in result:
             extra = by_id[aid]
             if kind == "t":
                 extra.tags.append(f"{a}={b}" if b else a)
             elif kind == "a":
                 extra.aliases.append(f"{a}@{b}")
             else:
-                extra.evals.append((n, a, b, value))
+                extra.evals.append((n, dataset_label(a, c), b, value))
     for row in rows:
         extra = by_id[row.id]
         extra.tags.sort()
@@ -476,7 +486,8 @@ def iter_adapters(
 # ------------------------------------------------------------------------------------- output
 def _metrics(evals: Sequence[tuple[int, str, str, float | None]],
              ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Latest value (highest eval row id) per metric, and per dataset and metric."""
+    """Latest value (highest eval row id) per metric, and per dataset (``name@fingerprint12``:
+    two files with the same name are two datasets) and metric."""
     latest: dict[str, Any] = {}
     by_dataset: dict[str, dict[str, Any]] = {}
     for _id, dataset, metric, value in sorted(evals):

@@ -8,21 +8,22 @@ per adapter. ``zoo leaderboard`` reads the latest row per adapter back, ranked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from zoo.errors import ConfigError, NotFoundError
+from zoo.errors import AmbiguousRefError, ConfigError, NotFoundError
+from zoo.files import sha256_file
 from zoo.storage.bases import BaseLocation
 from zoo.storage.db import Catalog
-from zoo.storage.query import compile_query
-from zoo.storage.tables import AdapterRow, BaseModelRow, EvalRow, utcnow
+from zoo.storage.query import DATASET_PREFIX, DATASET_PREFIX_MIN, compile_query
+from zoo.storage.tables import AdapterRow, BaseModelRow, EvalRow, dataset_label, utcnow
+from zoo.untrusted import clip
 
 ERROR_METRIC = "error"
 LOWER_IS_BETTER = ("loss", "perplexity")
@@ -112,13 +113,40 @@ def write_results(catalog: Catalog, results: Sequence[dict[str, Any]], *, finger
     catalog.run(lambda session: insert_eval_results(session, rows))
 
 
-def dataset_keys(dataset: str) -> list[str]:
-    """What ``--dataset`` may match: a name or fingerprint; a local file adds its fingerprint."""
-    keys = [dataset, dataset.rstrip("/").rsplit("/", 1)[-1]]
-    path = Path(dataset)
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset as the catalog knows it: its content digest, and the name it was run under."""
+
+    fingerprint: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        return dataset_label(self.name, self.fingerprint)
+
+
+def resolve_dataset(catalog: Catalog, text: str) -> DatasetRef:
+    """A ``--dataset`` argument: a data file (identified by its content: it is hashed), or a
+    sha256 / unique prefix of at least 8 hex characters (what `zoo eval` prints) among the
+    datasets with results. Never a file name: two files may share one."""
+    path = Path(text).expanduser()
     if path.is_file():
-        keys.append(hashlib.sha256(path.read_bytes()).hexdigest())
-    return list(dict.fromkeys(keys))
+        return DatasetRef(sha256_file(path)[0], path.name)
+    if not DATASET_PREFIX.fullmatch(text):
+        raise NotFoundError(f"no dataset {clip(text, 80)!r}: give the data file (it is known by "
+                            f"its content) or its sha256 (at least {DATASET_PREFIX_MIN} hex "
+                            "characters, as `zoo eval` prints it)")
+    stmt = (select(EvalRow.dataset_fingerprint, func.min(EvalRow.dataset_name))
+            .where(EvalRow.dataset_fingerprint.startswith(text, autoescape=True))
+            .group_by(EvalRow.dataset_fingerprint).limit(3))
+    found = catalog.run(lambda s: [DatasetRef(*row) for row in s.execute(stmt)], readonly=True)
+    if not found:
+        raise NotFoundError(f"no results for a dataset with sha256 {text}…")
+    if len(found) > 1:
+        shown = ", ".join(d.label for d in found)
+        raise AmbiguousRefError(f"sha256 prefix {text} matches several datasets ({shown}); "
+                                "give more characters")
+    return found[0]
 
 
 def leaderboard(catalog: Catalog, *, dataset: str, metric: str, query: str | None = None,
@@ -130,10 +158,10 @@ def leaderboard(catalog: Catalog, *, dataset: str, metric: str, query: str | Non
     """
     if metric == ERROR_METRIC:
         raise ConfigError("metric 'error' is not rankable; choose e.g. loss or accuracy")
-    keys = dataset_keys(dataset)
-    where_ds = or_(EvalRow.dataset_name.in_(keys), EvalRow.dataset_fingerprint.in_(keys))
+    ref = resolve_dataset(catalog, dataset)
     latest = (select(func.max(EvalRow.id).label("id"))
-              .where(EvalRow.metric == metric, where_ds, EvalRow.error.is_(None))
+              .where(EvalRow.metric == metric, EvalRow.dataset_fingerprint == ref.fingerprint,
+                     EvalRow.error.is_(None))
               .group_by(EvalRow.adapter_id).subquery())
     order = EvalRow.value.asc() if metric in LOWER_IS_BETTER else EvalRow.value.desc()
     stmt = (select(AdapterRow, EvalRow).join(EvalRow, EvalRow.adapter_id == AdapterRow.id)
@@ -146,12 +174,13 @@ def leaderboard(catalog: Catalog, *, dataset: str, metric: str, query: str | Non
         return [{"rank": rank, "id": ad.id, "name": ad.name, "metric": metric,
                  "value": res.value, "params": ad.params, "r": ad.r,
                  "unshared_r": ad.unshared_r, "share_a": ad.share_a, "share_b": ad.share_b,
-                 "task": ad.task, "examples": res.n_examples, "dataset": res.dataset_name,
+                 "task": ad.task, "examples": res.n_examples,
+                 "dataset": dataset_label(res.dataset_name, res.dataset_fingerprint),
                  "fingerprint": res.dataset_fingerprint}
                 for rank, (ad, res) in enumerate(session.execute(stmt).all(), start=1)]
 
     out = catalog.run(run, readonly=True)
     if not out:
-        raise NotFoundError(f"no {metric!r} results for dataset {dataset!r}"
+        raise NotFoundError(f"no {metric!r} results for dataset {ref.label}"
                             + (f" among adapters matching {query!r}" if query else ""))
     return out

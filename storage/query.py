@@ -3,13 +3,14 @@
 A query is whitespace-separated terms, all AND-ed::
 
     name~sentiment base=gpt2 task=seq-cls r<=8 share_a=2 params<100000
-    tag:prod tag:team=nlp metrics.accuracy>=0.9 metrics.sst2.f1<0.5 created>2026-01-01
+    tag:prod tag:team=nlp metrics.accuracy>=0.9 metrics.2fd6d209.f1<0.5 created>2026-01-01
 
 ``FIELD OP VALUE`` with OP one of ``= != < <= > >= ~`` (``~``: case-insensitive substring, text
 fields only); ``tag:KEY`` (any value, or the plain label) and ``tag:KEY=VALUE``. A value may be
 quoted with ``"`` or ``'`` to hold spaces. ``metrics.M`` is the adapter's latest result (highest
-eval row id) for metric M on any dataset; ``metrics.D.M`` restricts to dataset D (name or
-fingerprint). Values never reach SQL text: every one is a bound parameter, so
+eval row id) for metric M on any dataset; ``metrics.D.M`` restricts to dataset D, named by its
+content: the sha256 of the data file or a prefix of at least 8 hex characters (two files with
+one name are two datasets). Values never reach SQL text: every one is a bound parameter, so
 ``name~"x'; DROP TABLE adapters;--"`` is just a (non-matching) substring.
 """
 
@@ -32,6 +33,8 @@ OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
 _TERM = re.compile(r"^(?P<field>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<op>!=|<=|>=|=|<|>|~)(?P<value>.*)$",
                    re.DOTALL)
 _MAX_QUERY = 4096
+DATASET_PREFIX_MIN = 8
+DATASET_PREFIX = re.compile(f"[0-9a-f]{{{DATASET_PREFIX_MIN},64}}")
 INT_LIMIT = 2**63
 RARE_TAG_ROWS = 200
 
@@ -183,21 +186,31 @@ def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
 def _metric_parts(term: Term | None, field: str) -> tuple[str | None, str]:
     rest = field[len("metrics."):]
     dataset, _, metric = rest.rpartition(".")
+    why = None
     if not metric:
         why = f"{field!r} names no metric; use metrics.METRIC or metrics.DATASET.METRIC"
-        if term is None:
-            raise QuerySyntaxError(f"bad sort field: {why}")
-        raise _fail(term, why)
-    return dataset or None, metric
+    elif dataset and not DATASET_PREFIX.fullmatch(dataset):
+        why = (f"{dataset!r} is not a dataset: datasets are named by the sha256 of their "
+               f"content (at least {DATASET_PREFIX_MIN} hex characters, as `zoo eval` prints "
+               "it), never by file name")
+    if why is None:
+        return dataset or None, metric
+    if term is None:
+        raise QuerySyntaxError(f"bad sort field: {why}")
+    raise _fail(term, why)
+
+
+def _on_dataset(rows: Any, dataset: str) -> ColumnElement[bool]:
+    return rows.dataset_fingerprint.startswith(dataset, autoescape=True)
 
 
 def latest_metric(metric: str, dataset: str | None = None) -> Any:
-    """Scalar subquery: the adapter's latest value of ``metric`` (optionally on ``dataset``)."""
+    """Scalar subquery: the adapter's latest value of ``metric`` (optionally on the dataset
+    whose fingerprint starts with ``dataset``)."""
     sub = select(EvalRow.value).where(EvalRow.adapter_id == AdapterRow.id,
-                                         EvalRow.metric == metric)
+                                      EvalRow.metric == metric)
     if dataset is not None:
-        sub = sub.where(or_(EvalRow.dataset_name == dataset,
-                            EvalRow.dataset_fingerprint == dataset))
+        sub = sub.where(_on_dataset(EvalRow, dataset))
     return sub.order_by(EvalRow.id.desc()).limit(1).correlate(AdapterRow).scalar_subquery()
 
 
@@ -211,9 +224,8 @@ def _metric_filter(term: Term, field: str, op: str, text: str) -> ColumnElement[
                                    later.id > e.id)
     conds = [e.metric == metric, _compare(e.value, op, value)]
     if dataset is not None:
-        same = or_(later.dataset_name == dataset, later.dataset_fingerprint == dataset)
-        newer = newer.where(same)
-        conds.append(or_(e.dataset_name == dataset, e.dataset_fingerprint == dataset))
+        newer = newer.where(_on_dataset(later, dataset))
+        conds.append(_on_dataset(e, dataset))
     conds.append(~newer.exists())
     return AdapterRow.id.in_(select(e.adapter_id).where(*conds))
 

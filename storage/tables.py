@@ -84,6 +84,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
+def dataset_label(name: str, fingerprint: str) -> str:
+    """How a dataset is shown: its file name for people, its content digest for identity
+    (``eval.jsonl@2fd6d209f54a``); two files sharing a name are two datasets."""
+    return f"{name}@{fingerprint[:12]}"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime()}

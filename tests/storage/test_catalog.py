@@ -158,14 +158,16 @@ def test_metrics_latest_wins(catalog, add):
     aid = add("m")
     with catalog.transaction() as s:
         for value in (0.5, 0.7):
-            s.add(EvalRow(adapter_id=aid, dataset_fingerprint="fp1", dataset_name="sst2",
+            s.add(EvalRow(adapter_id=aid, dataset_fingerprint="a" * 64, dataset_name="sst2",
                              metric="accuracy", value=value, n_examples=10, elapsed_s=0.1))
-        s.add(EvalRow(adapter_id=aid, dataset_fingerprint="fp2", dataset_name="imdb",
+        s.add(EvalRow(adapter_id=aid, dataset_fingerprint="b" * 64, dataset_name="sst2",
                          metric="accuracy", value=0.9, n_examples=10, elapsed_s=0.1))
     with catalog.transaction(readonly=True) as s:
         d = api.adapter_to_dict(api.resolve_ref(s, aid))
     assert d["metrics"] == {"accuracy": 0.9}
-    assert d["metrics_by_dataset"] == {"sst2": {"accuracy": 0.7}, "imdb": {"accuracy": 0.9}}
+    # two files named sst2 are two datasets: shown as name@sha256-prefix
+    assert d["metrics_by_dataset"] == {"sst2@aaaaaaaaaaaa": {"accuracy": 0.7},
+                                       "sst2@bbbbbbbbbbbb": {"accuracy": 0.9}}
 
 
 def test_transaction_rolls_back_on_error(catalog, add):

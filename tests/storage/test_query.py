@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,6 +12,8 @@ from zoo.errors import QuerySyntaxError
 from zoo.storage import catalog as api
 from zoo.storage.query import compile_query, tokenize
 from zoo.storage.tables import EvalRow
+
+FP = {name: hashlib.sha256(name.encode()).hexdigest() for name in ("sst2", "imdb", "conll")}
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ def zoo(catalog, add):
             s.add(
                 EvalRow(
                     adapter_id=ids[key],
-                    dataset_fingerprint=f"fp-{dataset}",
+                    dataset_fingerprint=FP[dataset],
                     dataset_name=dataset,
                     metric=metric,
                     value=value,
@@ -78,9 +81,9 @@ FILTER_CASES = [
     ("tag:team=nlp", ["sent-a", "sent-b"]),
     ("tag:team=nlp tag:prod", ["sent-a"]),
     ("metrics.accuracy>=0.9", ["sent-a", "sent-b", "tiny"]),
-    ("metrics.sst2.accuracy>=0.9", ["sent-a", "sent-b"]),
-    ("metrics.fp-imdb.accuracy>0.9", ["tiny"]),
-    ("metrics.sst2.accuracy<0.6", ["tiny"]),
+    ("metrics.eb83a0472e4a.accuracy>=0.9", ["sent-a", "sent-b"]),  # a 12-char prefix
+    (f"metrics.{FP['imdb']}.accuracy>0.9", ["tiny"]),  # the whole sha256
+    ("metrics.eb83a047.accuracy<0.6", ["tiny"]),
     ("metrics.f1<0.8", ["ner"]),
     ("base=gpt2 r<=8 tag:team=nlp", ["sent-a", "sent-b"]),
     ("rotation=true", ["ner", "odd", "sent-a", "sent-b", "tiny", "wide"]),
@@ -136,6 +139,7 @@ def test_injection_changes_nothing(catalog, zoo, table_snapshot):
         ("metrics.=3", "names no metric"),
         ("created>yesterday", "not a date"),
         ("alpha>nan", "not a finite number"),
+        ("metrics.sst2.accuracy>0.5", "never by file name"),
         ("alpha<1e400", "not a finite number"),
         ("params<100000000000000000000", "out of range"),
         ("r=", "missing value"),
@@ -167,7 +171,7 @@ SORTS = [
     "base",
     "metrics.accuracy",
     "-metrics.accuracy",
-    "-metrics.sst2.accuracy",
+    "-metrics.eb83a047.accuracy",
     "-job",
 ]
 
