@@ -73,7 +73,7 @@ def adapter_columns() -> list[Any]:
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the ``zoo`` group."""
-    for command in (init, config, ls, show, tag, untag, alias):
+    for command in (init, config, ls, show, tag, untag, alias, rm):
         group.add_command(command)
 
 
@@ -304,3 +304,35 @@ def alias_ls(name: str | None, catalog_url: str | None, as_json: bool) -> None:
                  Column("ADAPTER", lambda r: r["adapter_id"], cut=False),
                  Column("UPDATED", lambda r: r["updated_at"][:16].replace("T", " "), priority=1,
                         cut=False)], rows, empty="no aliases")
+
+
+@click.command("rm")
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("--force", is_flag=True, help="Remove even adapters an alias points at (the "
+              "aliases go too).")
+@catalog_option
+@json_option
+def rm(refs: tuple[str, ...], force: bool, catalog_url: str | None, as_json: bool) -> None:
+    """Remove adapters from the catalog (tags, aliases, eval results go with them).
+
+    The bytes stay in the store until the next `zoo gc`; a job that trained a removed adapter
+    keeps its row. Refused while an alias points at one, unless --force.
+
+    \b
+    Example:
+      zoo rm sentiment@old 01m8r4b2ye
+    """
+    from zoo.cli.output import safe
+    from zoo.storage.catalog import remove_adapters
+
+    catalog = open_catalog_from(catalog_url)
+    try:
+        removed = catalog.run(lambda s: remove_adapters(s, refs, force=force))
+    finally:
+        catalog.close()
+    if as_json:
+        _echo_json(removed)
+        return
+    for d in removed:
+        gone = f" (and {' '.join(d['aliases'])})" if d["aliases"] else ""
+        click.echo(f"removed {d['id']} {safe(d['name'])}{safe(gone)}")

@@ -14,7 +14,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, bindparam, cast, delete, literal, null, select, union_all
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    delete,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, joinedload, make_transient_to_detached, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -37,6 +49,7 @@ from zoo.storage.tables import (
     AliasRow,
     BaseModelRow,
     EvalRow,
+    JobRow,
     TagRow,
     dataset_label,
     new_id,
@@ -46,7 +59,8 @@ from zoo.storage.tables import (
 __all__ = [
     "AdapterWrite", "Extras", "LOADERS", "Page", "add_adapter", "add_planned", "add_tags",
     "adapter_to_dict", "insert_adapter", "iter_adapters", "list_adapters", "list_aliases",
-    "load_extras", "plan_adapter", "referenced_digests", "remove_alias", "remove_tags",
+    "load_extras", "plan_adapter", "referenced_digests", "remove_adapters", "remove_alias",
+    "remove_tags",
     "resolve_many", "resolve_ref", "selection_query", "set_alias",
 ]
 
@@ -334,6 +348,31 @@ def list_aliases(session: Session, name: str | None = None) -> list[dict[str, An
          "adapter_id": a.adapter_id, "updated_at": a.updated_at.isoformat()}
         for a in session.scalars(stmt)
     ]
+
+
+def remove_adapters(session: Session, refs: Iterable[str], *, force: bool = False,
+                    ) -> list[dict[str, Any]]:
+    """Delete adapters from the catalog (their tags, aliases and eval results go with them;
+    a job that produced one keeps its row, no longer pointing at it). The blob stays in the
+    store until ``gc``. Refused while an alias points at an adapter, unless ``force``.
+
+    Returns what was removed (``id``, ``name``, ``digest``, the ``aliases`` that went)."""
+    rows = {row.id: row for row in (resolve_ref(session, ref) for ref in refs)}
+    if not rows:
+        raise InvalidNameError("no adapters given")
+    removed = [{"id": r.id, "name": r.name, "digest": r.digest,
+                "aliases": list(getattr(r, _EXTRAS).aliases)} for r in rows.values()]
+    pinned = [d for d in removed if d["aliases"]]
+    if pinned and not force:
+        shown = ", ".join(f"{d['id']} ({' '.join(d['aliases'])})" for d in pinned[:3])
+        raise ConflictError(f"aliases point at {shown}; move or remove them first "
+                            "(`zoo alias rm`), or pass --force")
+    ids = list(rows)
+    session.execute(update(JobRow).where(JobRow.adapter_id.in_(ids)).values(adapter_id=None))
+    for table in (TagRow, AliasRow, EvalRow):  # explicit: SQLite enforces no cascade unasked
+        session.execute(delete(table).where(table.adapter_id.in_(ids)))
+    session.execute(delete(AdapterRow).where(AdapterRow.id.in_(ids)))
+    return removed
 
 
 # -------------------------------------------------------------------------------------- reads

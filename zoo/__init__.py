@@ -17,6 +17,8 @@ _LAZY = {
     "extract": "zoo.surgery",
     "Adapter": "zoo.adapter",
     "ZooError": "zoo.errors",
+    "load": "zoo.storage.shortcuts",  # zoo.load("name@alias") -> verified Adapter
+    "publish": "zoo.storage.shortcuts",  # zoo.publish(adapter_or_path, name=...)
 }
 
 __all__ = [*_LAZY, "__version__"]
@@ -25,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.adapter import Adapter
     from zoo.config import PRoLoRAConfig
     from zoo.errors import ZooError
+    from zoo.storage.shortcuts import load, publish
     from zoo.surgery import attach, detach, extract
 
 

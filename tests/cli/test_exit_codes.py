@@ -77,14 +77,18 @@ def produce(code: int, b, tmp: Path):
         [job_id] = jobs.create_jobs(b.catalog, load_specs(spec))
         jobs.mark_failed(b.catalog, job_id, "boom")
         return run(b, "jobs", "wait", job_id)
+    if code == 9:
+        path, _ = write_adapter(tmp / "p.safetensors", seed=62)
+        assert run(b, "push", str(path), "--name", "pinned", "--alias", "pinned@prod").exit_code == 0
+        return run(b, "rm", "pinned@prod")
     raise AssertionError(f"no CLI case for exit code {code}")
 
 
 def test_the_readme_documents_the_codes_this_file_produces():
-    assert documented_codes() == set(range(2, 9))
+    assert documented_codes() == set(range(2, 10))
 
 
-@pytest.mark.parametrize("code", range(2, 9))
+@pytest.mark.parametrize("code", range(2, 10))
 def test_each_documented_exit_code(sqlite_backend, tmp_path, code):
     assert code in documented_codes()
     result = produce(code, sqlite_backend, tmp_path)
