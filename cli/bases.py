@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from zoo.cli.transfer import json_option, opened, store_options
+from zoo.cli.options import json_option, store_options
+from zoo.cli.transfer import opened
 
 
 def register(group: click.Group) -> None:

@@ -8,22 +8,11 @@ transformers or ray, so a catalog verb answers in a few hundred milliseconds.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def catalog_option(fn: F) -> F:
-    """``--catalog URL`` (default: ZOO_CATALOG_URL, config file, then $ZOO_HOME/catalog.db)."""
-    return click.option("--catalog", "catalog_url", metavar="URL", default=None,
-                        help="Catalog database URL (sqlite:///PATH or postgresql+psycopg://...).")(fn)
-
-
-def json_option(fn: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
+from zoo.cli.options import catalog_option, json_option, limit_option, store_options, wide_option
 
 
 def open_catalog_from(catalog_url: str | None):  # noqa: ANN201 - a zoo.storage.db.Catalog
@@ -77,10 +66,8 @@ def register(group: click.Group) -> None:
         group.add_command(command)
 
 
-@click.command()
-@catalog_option
-@click.option("--store", "store_url", metavar="URL", default=None,
-              help="Object store: a directory, file:// or s3://bucket/prefix.")
+@click.command(short_help="Create or upgrade the catalog; bind the store.")
+@store_options
 @click.option("--rebind", is_flag=True,
               help="Bind a store that another catalog owns to this one (after a restore).")
 @json_option
@@ -88,7 +75,11 @@ def init(catalog_url: str | None, store_url: str | None, rebind: bool, as_json: 
     """Create the catalog or upgrade its schema, and bind the store to it.
 
     Binding records the catalog's id in the store (and the store in the catalog): gc and fsck
-    refuse a store that belongs to another catalog.
+    refuse a store that belongs to another catalog. Run it once after upgrading the zoo.
+
+    \b
+    Example:
+      zoo init
     """
     from zoo.settings import resolve_settings
     from zoo.storage.binding import bind
@@ -113,11 +104,13 @@ def init(catalog_url: str | None, store_url: str | None, rebind: bool, as_json: 
     click.echo(f"store {binding.store_url} is bound to catalog {binding.catalog_id}")
 
 
-@click.command()
+@click.command(short_help="Show the settings in effect and where each came from.")
 @catalog_option
 @json_option
 def config(catalog_url: str | None, as_json: bool) -> None:
-    """Show the resolved settings (secrets redacted) and where each came from."""
+    """Show the resolved settings (secrets redacted) and where each came from: a flag, the
+    environment (ZOO_HOME, ZOO_CATALOG_URL, ZOO_STORE_URL, RAY_ADDRESS), $ZOO_HOME/config.toml,
+    or the default."""
     from zoo.settings import resolve_settings
 
     view = resolve_settings(catalog_url=catalog_url).redacted()
@@ -130,25 +123,35 @@ def config(catalog_url: str | None, as_json: bool) -> None:
         click.echo(f"{key:12} {value if value is not None else '-'}{origin}")
 
 
-@click.command()
-@click.argument("query", nargs=-1)
+@click.command(short_help="List adapters matching a query.")
+@click.argument("query", nargs=-1, metavar="['QUERY']")
 @click.option("--sort", default="-created", show_default=True, metavar="[-]FIELD",
-              help="Sort field, - for descending (e.g. -metrics.accuracy, params).")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
-              help="Show at most this many adapters (--all streams every match).")
-@click.option("--all", "all_rows", is_flag=True, help="Every match, streamed (ignores --limit).")
-@click.option("--wide", is_flag=True, help="Every column at full width (no cut to the terminal).")
+              help="Sort by a field, - for descending: -created, params, name, "
+                   "-metrics.accuracy, …")
+@limit_option(50, "adapters")
+@click.option("--all", "all_rows", is_flag=True,
+              help="Every match, streamed one per line (ignores --limit).")
+@wide_option
 @catalog_option
 @json_option
 def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, wide: bool,
        catalog_url: str | None, as_json: bool) -> None:
-    """List adapters matching QUERY (AND-ed terms), e.g. `zoo ls task=seq-cls r<=8 tag:prod`.
+    """List adapters matching QUERY: terms AND-ed together, newest first.
 
-    Fields: name base task r unshared_r share_a share_b params size created ... with
-    = != < <= > >= ~ ; tag:KEY[=VALUE]; metrics.METRIC / metrics.DATASET.METRIC.
+    A term is FIELD OP VALUE with OP one of = != < <= > >= ~ (substring), or tag:KEY[=VALUE].
+    Fields: id name digest task base base_digest r unshared_r share_a share_b stride_a
+    stride_b params size alpha dtype init rotation job dataset created, and metrics.METRIC or
+    metrics.SHA256.METRIC (a dataset by its content). QUOTE the query: unquoted, your shell
+    takes < and > as redirections.
+
+    \b
+    Examples:
+      zoo ls
+      zoo ls 'task=seq-cls r<=8 tag:prod'
+      zoo ls 'metrics.accuracy>=0.9' --sort -metrics.accuracy --limit 10
     """
     from zoo.cli.output import print_table, safe
-    from zoo.storage.catalog import adapter_to_dict, iter_adapters, list_adapters
+    from zoo.storage.catalog import adapter_to_dict, count_adapters, iter_adapters, list_adapters
 
     text = " ".join(query)
     catalog = open_catalog_from(catalog_url)
@@ -160,22 +163,38 @@ def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, wide: bool
                     click.echo(json.dumps(d, ensure_ascii=False, default=str) if as_json
                                else "  ".join(safe(c.cell(d)) for c in adapter_columns()))
             return
-        rows = catalog.run(lambda s: [adapter_to_dict(r, config=False) for r in
-                                      list_adapters(s, text, sort, limit)], readonly=True)
+
+        def page(session: Any) -> tuple[list[dict[str, Any]], int | None]:
+            rows = [adapter_to_dict(r, config=False) for r in list_adapters(session, text, sort,
+                                                                             limit)]
+            return rows, count_adapters(session, text) if len(rows) == limit else None
+
+        rows, total = catalog.run(page, readonly=True)
     finally:
         catalog.close()
     if as_json:
         _echo_json(rows)
-    else:
-        print_table(adapter_columns(), rows, wide=wide, empty="no adapters match")
+        return
+    searched = f"matching {safe(text)!r}" if text else "in the catalog"
+    print_table(adapter_columns(), rows, wide=wide, empty=f"no adapters {searched}")
+    if total is not None and total > len(rows):
+        click.echo(f"showing {len(rows)} of {total} adapters {searched}; --limit N or --all "
+                   "for more", err=True)
 
 
-@click.command()
+@click.command(short_help="Everything about one adapter.")
 @click.argument("ref")
 @catalog_option
 @json_option
 def show(ref: str, catalog_url: str | None, as_json: bool) -> None:
-    """Everything about one adapter: config, params, tags, aliases, lineage, metrics."""
+    """Everything about one adapter: config, params, tags, aliases, lineage, metrics.
+
+    REF is an adapter id, a unique id prefix (at least 4 characters) or NAME@ALIAS.
+
+    \b
+    Example:
+      zoo show sentiment@prod
+    """
     from zoo.storage.catalog import adapter_to_dict, resolve_ref
 
     catalog = open_catalog_from(catalog_url)
@@ -208,8 +227,8 @@ def show(ref: str, catalog_url: str | None, as_json: bool) -> None:
         click.echo(safe(line))  # JSON escapes control characters; safe() catches the rest
 
 
-def _tag_command(name: str, doc: str, fn_name: str) -> click.Command:
-    @click.command(name=name, help=doc)
+def _tag_command(name: str, doc: str, short: str, fn_name: str) -> click.Command:
+    @click.command(name=name, help=doc, short_help=short)
     @click.argument("ref")
     @click.argument("tags", nargs=-1, required=True)
     @catalog_option
@@ -233,14 +252,32 @@ def _tag_command(name: str, doc: str, fn_name: str) -> click.Command:
     return command
 
 
-tag = _tag_command("tag", "Add tags (LABEL or KEY=VALUE) to the adapter REF.", "add_tags")
-untag = _tag_command("untag", "Remove tags from REF (a bare KEY removes every KEY=* too).",
-                     "remove_tags")
+tag = _tag_command("tag", """Add tags to the adapter REF: a label (prod) or KEY=VALUE (team=nlp).
+
+    Tags already there are kept, not duplicated.
+
+    \b
+    Example:
+      zoo tag sentiment@latest prod team=nlp
+    """, "Add tags to an adapter.", "add_tags")
+untag = _tag_command("untag", """Remove tags from REF: KEY=VALUE exactly; a bare KEY removes
+    the label and every KEY=… value.
+
+    \b
+    Example:
+      zoo untag sentiment@latest prod
+    """, "Remove tags from an adapter.", "remove_tags")
 
 
-@click.group()
+@click.group(short_help="Named pointers NAME@ALIAS to one adapter.")
 def alias() -> None:
-    """Named pointers NAME@ALIAS -> one adapter (e.g. sentiment@prod)."""
+    """Named pointers NAME@ALIAS to exactly one adapter of that name (sentiment@prod).
+
+    \b
+    Examples:
+      zoo alias set sentiment@prod 01m8r4b2ye
+      zoo alias ls sentiment
+    """
 
 
 @alias.command("set")
@@ -249,7 +286,7 @@ def alias() -> None:
 @catalog_option
 @json_option
 def alias_set(name_alias: str, ref: str, catalog_url: str | None, as_json: bool) -> None:
-    """Point NAME@ALIAS at REF (moves it atomically if it exists)."""
+    """Point NAME@ALIAS at REF (an adapter named NAME); an existing alias moves atomically."""
     from zoo.storage.catalog import set_alias
 
     catalog = open_catalog_from(catalog_url)

@@ -12,7 +12,10 @@ from typing import Any
 
 import click
 
-from zoo.cli.transfer import opened, store_options
+from zoo.cli.options import (
+    store_options,
+)
+from zoo.cli.transfer import opened
 
 
 def register(group: click.Group) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from zoo.cli.options import json_option
 from zoo.job_state import JobState
 
 
@@ -44,56 +45,111 @@ def _fail_unless_all_succeeded(states: dict[str, str]) -> None:
                        f"(e.g. {first} {bad[first]}; see `zoo jobs show {first}`)")
 
 
-@click.command()
+@click.command(short_help="Run the training job(s) of a YAML spec.")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a spec field (YAML-typed), e.g. --set train.lr=1e-3.")
-@click.option("--dry-run", is_flag=True, help="Validate and show the jobs; submit nothing.")
+              help="Override a spec field, YAML-typed (--set train.lr=1e-3, "
+                   "--set 'sweep.prolora.r=[4, 8]'); repeatable.")
+@click.option("--dry-run", is_flag=True,
+              help="Validate everything (fields, files, targets against the base model's "
+                   "config) and list the jobs; submit nothing.")
 @click.option("--wait/--no-wait", default=None,
-              help="Wait for the jobs to finish (always in embedded mode).")
+              help="Cluster mode: wait for the jobs (default: return their ids at once). "
+                   "Embedded mode always waits: the jobs run inside this command.")
 @click.option("--address", metavar="ADDR", default=None,
-              help="Ray job server (http://head:8265); default RAY_ADDRESS, else embedded.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+              help="A Ray cluster's job server (http://head:8265); default: RAY_ADDRESS, else "
+                   "a local Ray inside this command (embedded).")
+@json_option
 def submit(spec: str, overrides: tuple[str, ...], dry_run: bool, wait: bool | None,
            address: str | None, as_json: bool) -> None:
-    """Submit the job(s) of a YAML SPEC (a sweep becomes many jobs)."""
+    """Run the training job(s) of a YAML SPEC; a sweep: section becomes one job per
+    combination. Nothing is written unless the whole spec is valid. See docs/jobs.md for the
+    fields.
+
+    \b
+    Examples:
+      zoo submit job.yaml --dry-run
+      zoo submit job.yaml --set prolora.r=16 --set 'sweep.train.seed=[0, 1, 2]'
+      zoo submit job.yaml --address http://head:8265 --no-wait
+    """
     from zoo.jobspec import load_specs
 
     specs = load_specs(spec, overrides=overrides)
     if dry_run:
-        rows = [{"name": s.display_name, "base_model": s.base_model, "task": s.task,
-                 "ray_options": s.resources.ray_options(), "retries": s.retries,
-                 "spec": s.to_dict()} for s in specs]
-        if as_json:
-            _echo_json(rows)
-        else:
-            for row in rows:
-                click.echo(f"{row['name']}  {row['task']}  {row['ray_options']}")
-            click.echo(f"{len(rows)} job(s) valid; nothing submitted (--dry-run)")
+        _dry_run(specs, as_json)
         return
     from zoo.workers.submit import submit as submit_jobs
 
     settings = _settings(address)
     cluster = bool(settings.ray_address)
+    if not cluster and wait is False:
+        from zoo.errors import ConfigError
+
+        raise ConfigError("--no-wait needs a cluster (--address or RAY_ADDRESS): embedded jobs "
+                          "run inside this command, which waits for them")
     say = (lambda m: click.echo(m, err=True)) if not as_json else None
     if not cluster and not as_json:
-        click.echo(f"submitting {len(specs)} job(s) to a local Ray (embedded mode)", err=True)
+        click.echo(f"running {len(specs)} job(s) on a local Ray (embedded mode)", err=True)
     result = submit_jobs(specs, catalog_url=settings.catalog_url, store_url=settings.store_url,
                          address=settings.ray_address, wait=True if not cluster else bool(wait),
                          progress=not as_json and sys.stderr.isatty(), echo=say)
-    if cluster and not as_json:
-        click.echo(f"submitted {len(result.job_ids)} job(s) to {settings.ray_address} as Ray "
-                   f"job {result.submission_id}", err=True)
     if as_json:
         _echo_json({"mode": result.mode, "sweep_id": result.sweep_id,
                     "submission_id": result.submission_id, "job_ids": result.job_ids,
                     "states": result.states})
+    elif result.states:
+        _print_outcome(settings, result)
     else:
+        click.echo(f"sweep {result.sweep_id}: {len(result.job_ids)} job(s) submitted to "
+                   f"{settings.redacted()['ray_address']} (Ray job {result.submission_id}); "
+                   f"follow them with `zoo jobs ls --sweep {result.sweep_id[:10]}`")
         for job_id in result.job_ids:
-            state = result.states.get(job_id)
-            click.echo(f"{job_id}  {state}" if state else job_id)
+            click.echo(job_id)
     if result.states:
         _fail_unless_all_succeeded(result.states)
+
+
+def _dry_run(specs: list[Any], as_json: bool) -> None:
+    rows = [{"name": s.display_name, "base_model": s.base_model, "task": s.task,
+             "ray_options": s.resources.ray_options(), "retries": s.retries,
+             "spec": s.to_dict()} for s in specs]
+    from zoo.preflight import check_specs
+
+    check_specs(specs)
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']}  {row['task']}  {row['ray_options']}")
+    click.echo(f"{len(rows)} job(s) valid; nothing submitted (--dry-run)")
+
+
+def _print_outcome(settings: Any, result: Any) -> None:
+    """Each job's state, adapter and main metric, then the sweep: what a submit produced."""
+    from zoo.cli.output import Column, print_table
+    from zoo.storage import jobs as job_api
+    from zoo.storage.catalog import adapters_by_id
+
+    with _catalog(settings) as catalog:
+        views = job_api.list_jobs(catalog, ids=result.job_ids)
+        made = [v.adapter_id for v in views if v.adapter_id]
+        adapters = catalog.run(lambda s: adapters_by_id(s, made), readonly=True)
+
+    def metric(v: Any) -> str:
+        found = adapters.get(v.adapter_id or "", {}).get("metrics", {})
+        for name in ("accuracy", "exact_match", "loss"):
+            if name in found:
+                return f"{name}={found[name]:.4g}"
+        return ""
+
+    print_table([Column("JOB", lambda v: v.id, cut=False),
+                 Column("NAME", lambda v: v.name, min_width=10),
+                 Column("STATE", lambda v: v.state, cut=False),
+                 Column("ADAPTER", lambda v: v.adapter_id or v.error or "", min_width=12),
+                 Column("METRIC", metric, priority=1, cut=False)], views)
+    counts = {s: sum(v.state == s for v in views) for s in ("SUCCEEDED", "FAILED", "CANCELLED")}
+    click.echo(f"sweep {result.sweep_id}: " + ", ".join(f"{n} {s.lower()}"
+                                                        for s, n in counts.items() if n))
 
 
 @click.group()

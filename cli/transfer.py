@@ -7,7 +7,6 @@ peft|merged`` do, inside the library, when they need it.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,17 +14,7 @@ from typing import Any
 
 import click
 
-
-def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--catalog`` / ``--store``: override ZOO_CATALOG_URL / ZOO_STORE_URL for one command."""
-    fn = click.option("--store", "store_url", metavar="URL", default=None,
-                      help="Object store: a directory, file:// or s3://bucket/prefix.")(fn)
-    fn = click.option("--catalog", "catalog_url", metavar="URL", default=None,
-                      help="Catalog database URL (sqlite:///… or postgresql+psycopg://…).")(fn)
-    return fn
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+from zoo.cli.options import json_option, select_option, store_options
 
 
 @contextmanager
@@ -44,15 +33,19 @@ def opened(catalog_url: str | None, store_url: str | None, *, workers: int = 8) 
 
 
 def _emit(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    from zoo.cli.output import echo_json
+
+    echo_json(data)
 
 
-@click.command("push")
+@click.command("push", short_help="Publish an adapter file or a PEFT LoRA directory.")
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--name", required=True, help="Adapter name (letters, digits, - _ .).")
-@click.option("--tag", "tags", multiple=True, metavar="T", help="label or key=value; repeatable.")
+@click.option("--name", required=True,
+              help="Adapter name: letters, digits, '-', '_', '.' (e.g. sentiment).")
+@click.option("--tag", "tags", multiple=True, metavar="T",
+              help="A label (prod) or key=value (team=nlp); repeatable.")
 @click.option("--alias", "aliases", multiple=True, metavar="NAME@ALIAS",
-              help="Point NAME@ALIAS at the pushed adapter; repeatable.")
+              help="Point NAME@ALIAS (or just ALIAS) at the pushed adapter; repeatable.")
 @click.option("--base", "base", metavar="NAME", default=None,
               help="The registered base model (`zoo base ls`) the adapter belongs to; default: "
                    "the registered base with the digest the adapter records.")
@@ -60,7 +53,14 @@ def _emit(data: Any) -> None:
 @store_options
 def push(path: str, name: str, tags: tuple[str, ...], aliases: tuple[str, ...],
          base: str | None, as_json: bool, catalog_url: str | None, store_url: str | None) -> None:
-    """Publish PATH (a zoo adapter file or a PEFT LoRA directory); prints the adapter id."""
+    """Publish PATH (a zoo adapter file or a PEFT LoRA directory); prints the adapter id.
+
+    Pushing the same bytes under the same name again changes nothing (and adds the tags).
+
+    \b
+    Example:
+      zoo push out/sentiment.safetensors --name sentiment --tag team=nlp --alias latest
+    """
     from zoo.storage.publish import publish
 
     with opened(catalog_url, store_url) as (catalog, store):
@@ -71,20 +71,30 @@ def push(path: str, name: str, tags: tuple[str, ...], aliases: tuple[str, ...],
         click.echo(result.id)
 
 
-@click.command("pull")
-@click.argument("refs", nargs=-1)
-@click.option("--tag", default=None, metavar="T", help="Pull every adapter with this tag.")
-@click.option("--query", default=None, metavar="Q", help="Pull every adapter matching Q.")
+@click.command("pull", short_help="Download adapters, verified by sha256.")
+@click.argument("refs", nargs=-1, metavar="[REF]...")
+@click.option("--tag", default=None, metavar="T", help="Every adapter with this tag.")
+@select_option(help="Every adapter matching QUERY, the `zoo ls` language; quote it.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=str),
-              help="Output directory.")
+              help="Output directory (created if missing).")
 @click.option("--format", "fmt", type=click.Choice(["native", "peft", "merged"]),
-              default="native", show_default=True)
-@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True)
+              default="native", show_default=True,
+              help="native: the zoo file; peft: a PEFT LoRA directory (vLLM, LoRAX and PEFT "
+                   "load it); merged: the registered base with the adapter folded in.")
+@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Parallel downloads.")
 @json_option
 @store_options
 def pull(refs: tuple[str, ...], tag: str | None, query: str | None, out_dir: str, fmt: str,
          workers: int, as_json: bool, catalog_url: str | None, store_url: str | None) -> None:
-    """Download adapters (REF…, --tag or --query) verified by sha256 into -o DIR."""
+    """Download adapters (REF…, --tag and/or --select) into -o DIR, each verified by sha256
+    and renamed into place: a file is whole or absent. Files already there are skipped.
+
+    \b
+    Examples:
+      zoo pull sentiment@prod -o adapters/
+      zoo pull --tag team=nlp --select 'r<=8' -o adapters/ --format peft
+    """
     from zoo.storage.pull import pull as pull_adapters
 
     with opened(catalog_url, store_url, workers=workers) as (catalog, store), \
@@ -118,15 +128,23 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[int, int, int], None] | No
         yield update
 
 
-@click.command("fsck")
-@click.option("--verify", is_flag=True, help="Re-hash every referenced blob (reads all bytes).")
-@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.command("fsck", short_help="Check the store against the catalog.")
+@click.option("--verify", is_flag=True,
+              help="Also re-hash every referenced blob (reads every byte; default: sizes only).")
+@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Parallel reads for --verify.")
 @json_option
 @store_options
 @click.pass_context
 def fsck(ctx: click.Context, verify: bool, workers: int, as_json: bool,
          catalog_url: str | None, store_url: str | None) -> None:
-    """Check the store against the catalog: orphans, missing blobs, size/digest mismatches."""
+    """Check the store against the catalog: orphan blobs (harmless; `zoo gc` removes them),
+    missing blobs and size or digest mismatches (damage: exit code 5).
+
+    \b
+    Example:
+      zoo fsck --verify
+    """
     from zoo.errors import IntegrityError
     from zoo.storage.fsck import fsck as run_fsck
 
@@ -147,10 +165,10 @@ def fsck(ctx: click.Context, verify: bool, workers: int, as_json: bool,
         ctx.exit(IntegrityError.exit_code)
 
 
-@click.command("gc")
+@click.command("gc", short_help="Remove what no catalog row needs.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.option("--grace", default="1h", show_default=True,
-              help="Keep orphans younger than this (30s, 15m, 1h, 7d): publishes in flight.")
+              help="Keep orphans younger than this (30s, 15m, 1h, 7d): uploads in flight.")
 @click.option("--force", is_flag=True,
               help="Delete even when that is more than half of the store's blobs.")
 @json_option
@@ -160,7 +178,12 @@ def gc(dry_run: bool, grace: str, force: bool, as_json: bool, catalog_url: str |
     """Remove orphan blobs older than --grace: adapter blobs no catalog row references, job
     artifacts (staged inputs, logs, checkpoints) no job row needs, and what killed writers left
     (temp files, S3 multipart uploads never completed). Refused for a store that is not bound
-    to this catalog (`zoo init`)."""
+    to this catalog (`zoo init`), and for deleting more than half of the store without --force.
+
+    \b
+    Example:
+      zoo gc --dry-run && zoo gc
+    """
     from zoo.storage.gc import gc as run_gc
 
     with opened(catalog_url, store_url) as (catalog, store):

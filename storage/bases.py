@@ -54,6 +54,7 @@ class BaseView:
 
     def to_json(self) -> dict[str, object]:
         out = dict(self.__dict__)
+        out["adapter_count"] = out.pop("adapters")  # "adapters" is a list wherever the zoo says it
         out["registered_at"] = self.registered_at.isoformat() if self.registered_at else None
         return out
 

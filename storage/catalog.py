@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
+    func,
     literal,
     null,
     select,
@@ -58,7 +59,8 @@ from zoo.storage.tables import (
 
 __all__ = [
     "AdapterWrite", "Extras", "LOADERS", "Page", "add_adapter", "add_planned", "add_tags",
-    "adapter_to_dict", "insert_adapter", "iter_adapters", "list_adapters", "list_aliases",
+    "adapter_to_dict", "adapters_by_id", "count_adapters", "insert_adapter", "iter_adapters",
+    "list_adapters", "list_aliases",
     "load_extras", "plan_adapter", "referenced_digests", "remove_adapters", "remove_alias",
     "remove_tags",
     "resolve_many", "resolve_ref", "selection_query", "set_alias",
@@ -403,7 +405,7 @@ def _resolve(session: Session, ref: str, options: Sequence[Any]) -> AdapterRow:
                 .where(AliasRow.name == name, AliasRow.alias == alias).options(*options))
         row = session.scalars(stmt).unique().first()
         if row is None:
-            raise NotFoundError(f"no alias {name}@{alias}")
+            raise NotFoundError(f"no alias {name}@{alias}{_did_you_mean(session, name, alias)}")
         return row
     text = normalize_id_ref(ref)
     if len(text) == ID_LENGTH:
@@ -424,6 +426,16 @@ def _resolve(session: Session, ref: str, options: Sequence[Any]) -> AdapterRow:
             "give more characters"
         )
     return rows[0]
+
+
+def _did_you_mean(session: Session, name: str, alias: str) -> str:
+    """`` (did you mean sentiment@prod?)`` for the closest existing alias, if one is close."""
+    import difflib
+
+    known = [f"{n}@{a}" for n, a in session.execute(
+        select(AliasRow.name, AliasRow.alias).order_by(AliasRow.name).limit(5000))]
+    close = difflib.get_close_matches(f"{name}@{alias}", known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _prefix_upper_bound(prefix: str) -> str | None:
@@ -499,6 +511,24 @@ def list_adapters(
     if rows and limit is not None and len(rows) == limit:
         page.next_after = (rows[-1][1], rows[-1][0].id)
     return page
+
+
+def adapters_by_id(session: Session, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The listing entries (``adapter_to_dict``, no config) of these adapter ids."""
+    out: dict[str, dict[str, Any]] = {}
+    for lo in range(0, len(ids), 500):
+        stmt = (select(AdapterRow).where(AdapterRow.id.in_(list(ids[lo:lo + 500])))
+                .options(*LOADERS))
+        rows = list(session.scalars(stmt).unique())
+        load_extras(session, rows)
+        out.update({r.id: adapter_to_dict(r, config=False) for r in rows})
+    return out
+
+
+def count_adapters(session: Session, query: str | None = None) -> int:
+    """How many adapters match ``query`` (what a listing cut by its limit leaves out)."""
+    stmt = select(func.count()).select_from(AdapterRow).where(*compile_query(query, session))
+    return int(session.execute(stmt).scalar_one())
 
 
 def iter_adapters(

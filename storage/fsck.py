@@ -70,7 +70,8 @@ class FsckReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "store": self.store, "ok": self.ok, "blobs": self.blobs, "adapters": self.adapters,
+            "store": self.store, "ok": self.ok, "blob_count": self.blobs,
+            "adapter_count": self.adapters,  # "adapters" is a list wherever the zoo says it
             "verified": self.verified,
             "orphans": [asdict(o) for o in self.orphans],
             "missing": [asdict(p) for p in self.missing],

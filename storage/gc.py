@@ -69,7 +69,7 @@ class GcReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "grace_seconds": self.grace_seconds,
-                "adapters": self.adapters.to_dict(), "jobs": self.jobs.to_dict()}
+                "adapter_blobs": self.adapters.to_dict(), "job_artifacts": self.jobs.to_dict()}
 
 
 def gc(catalog: Catalog, store: BlobStore, *, grace: str | float = "1h", dry_run: bool = False,

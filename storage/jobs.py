@@ -154,8 +154,8 @@ def list_jobs(catalog: Catalog, *, state: str | None = None, sweep_id: str | Non
     query = sa.select(JobRow).order_by(JobRow.id.desc())
     if state:
         query = query.where(JobRow.state == str(state).upper())
-    if sweep_id:
-        query = query.where(JobRow.sweep_id == sweep_id)
+    if sweep_id:  # an id or a unique prefix of one
+        query = query.where(JobRow.sweep_id.startswith(sweep_id.lower(), autoescape=True))
     if ids is not None:
         query = query.where(JobRow.id.in_(list(ids)))
     if limit:

@@ -260,6 +260,11 @@ def compile_term(term: Term, session: Session | None = None) -> ColumnElement[bo
         return _tag_filter(term, session)
     match = _TERM.match(term.text)
     if not match:
+        if term.text in _COLUMNS or term.text in _BASE_FIELDS or term.text.startswith("metrics."):
+            raise _fail(term, f"{term.text} has no operator and value: was the rest cut by your "
+                              f"shell? Unquoted, {term.text}<=8 reads from a file named '=8' and "
+                              f"{term.text}>8 writes to one named '8'; quote the query: "
+                              f"zoo ls '{term.text}<=8'")
         raise _fail(term, f"expected FIELD OP VALUE with OP one of {' '.join(OPS)}, "
                           "or tag:KEY[=VALUE]")
     field, op, text = match["field"], match["op"], match["value"]

@@ -90,12 +90,16 @@ def model_display_name(root: Path) -> str:
     return root.name
 
 
-def put_file(store: BlobStore, path: str | os.PathLike[str]) -> str:
-    """Upload a file unless present; returns its digest."""
+def put_file(store: BlobStore, path: str | os.PathLike[str],
+             uploaded: Callable[[int], None] | None = None) -> str:
+    """Upload a file unless present; returns its digest (``uploaded(n)`` hears of the bytes
+    that really went up)."""
     digest, size = sha256_file(path)
     info = store.stat(digest)
     if info is None or info.size != size:
         store.put_file(digest, path)
+        if uploaded is not None:
+            uploaded(size)
     return digest
 
 
@@ -116,7 +120,8 @@ def get_bytes(store: BlobStore, digest: str) -> bytes:
     return fetch_bytes(store, digest, max_size=MAX_SMALL_BLOB)
 
 
-def upload_model_dir(store: BlobStore, root: Path) -> str:
+def upload_model_dir(store: BlobStore, root: Path,
+                     uploaded: Callable[[int], None] | None = None) -> str:
     """Every file of a model directory as a blob, plus the manifest naming them; returns the
     manifest's digest (``zoo-model:sha256:<it>`` loads the directory anywhere)."""
     files = {}
@@ -124,7 +129,7 @@ def upload_model_dir(store: BlobStore, root: Path) -> str:
         rel = path.relative_to(root).as_posix()
         if any(part.startswith(".") for part in Path(rel).parts):
             continue  # .git, .cache, editor droppings
-        files[rel] = put_file(store, path)
+        files[rel] = put_file(store, path, uploaded)
     if "config.json" not in files:
         raise ConfigError(f"base_model: {root} has no config.json (not a model directory)")
     manifest = json.dumps({"name": model_display_name(root), "files": files},
@@ -133,8 +138,10 @@ def upload_model_dir(store: BlobStore, root: Path) -> str:
 
 
 def stage_inputs(specs: list[JobSpec], store_url: str,
-                 on_upload: Callable[[str], None] | None = None) -> list[JobSpec]:
-    """Upload local inputs of every spec (each distinct path once); return specs with URIs."""
+                 on_upload: Callable[[str, int], None] | None = None) -> list[JobSpec]:
+    """Upload local inputs of every spec (each distinct path once); return specs with URIs.
+    ``on_upload(path, n)`` hears of each input whose bytes had to go up (n bytes): a second
+    submission on the same base uploads nothing and says nothing."""
     store = open_artifacts(store_url)
     done: dict[str, str] = {}
 
@@ -142,12 +149,13 @@ def stage_inputs(specs: list[JobSpec], store_url: str,
         if value.startswith("s3://") or not Path(value).is_absolute():
             return value  # s3:// or a hub id: the worker fetches it itself
         if value not in done:
-            if on_upload is not None:
-                on_upload(value)
+            sent: list[int] = []
             if model:
-                done[value] = MODEL_SCHEME + upload_model_dir(store, Path(value))
+                done[value] = MODEL_SCHEME + upload_model_dir(store, Path(value), sent.append)
             else:  # the file name rides along as a fragment: it names the eval dataset
-                done[value] = blob_uri(put_file(store, value)) + "#" + Path(value).name
+                done[value] = blob_uri(put_file(store, value, sent.append)) + "#" + Path(value).name
+            if sent and on_upload is not None:
+                on_upload(value, sum(sent))
         return done[value]
 
     out = []

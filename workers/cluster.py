@@ -52,6 +52,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None,
         prepare_token_auth()
         ray.init(address=address, **kwargs)
         return False
+    # token auth is what a local Ray does by default; saying so keeps its banner off the screen
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, **kwargs)
     _STARTED_HERE["value"] = True
     return True

@@ -167,8 +167,23 @@ def read_dataset(uri: str, store_url: str) -> tuple[bytes, str]:
 
     path = Path(fetch_data(uri, store_url) if uri.startswith("s3://") else uri)
     if not path.is_file():
-        raise ConfigError(f"dataset {uri!r} not found (a local file or s3://bucket/key)")
+        raise NotFoundError(f"dataset {uri!r} not found (a local file or s3://bucket/key)")
     return path.read_bytes(), uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def check_dataset(uri: str, store_url: str, tasks: set[str]) -> None:
+    """Every row of the dataset has the fields each task needs: checked before Ray starts,
+    and the error names the user's file (not a worker's cache copy)."""
+    from zoo.datasets import load_causal_lm, load_seq_cls
+    from zoo.errors import DataError
+    from zoo.storage.staging import fetch_data
+
+    path = fetch_data(uri, store_url) if uri.startswith("s3://") else uri
+    for task in sorted(tasks):
+        try:
+            load_seq_cls(path) if task == "seq-cls" else load_causal_lm(path)
+        except DataError as exc:
+            raise DataError(str(exc).replace(str(path), uri) + f" (for {task} adapters)") from None
 
 
 def plan_chunks(items: Sequence[EvalItem], chunk_size: int) -> list[tuple[Any, list[EvalItem]]]:
@@ -204,6 +219,7 @@ class EvalPool:
         if batch_size < 1 or chunk_size < 1:
             raise ConfigError("batch_size and chunk_size must be >= 1")
         self.catalog, self.store_url, self.query = catalog, store_url, query
+        self.dataset_uri = dataset
         self.data, self.dataset_name = read_dataset(dataset, store_url)
         self.fingerprint = hashlib.sha256(self.data).hexdigest()
         self.worker_kwargs = dict(batch_size=batch_size, max_examples=max_examples,
@@ -237,6 +253,8 @@ class EvalPool:
             done = already_evaluated(self.catalog, self.fingerprint, [i.id for i in items])
             items = [i for i in items if i.id not in done]
             summary.skipped = summary.total - len(items)
+        if items:
+            check_dataset(self.dataset_uri, self.store_url, {i.task for i in items})
         return plan_chunks(items, self.chunk_size)
 
     def _schedule(self, queue: list[tuple[Any, list[EvalItem]]], summary: EvalSummary,

@@ -60,9 +60,11 @@ def submit(specs: Sequence[JobSpec], *, catalog_url: str, store_url: str,
            address: str | None = None, wait: bool = True, progress: bool = False,
            echo: Echo | None = None) -> SubmitResult:
     """Submit validated specs; see the module docstring for the two modes."""
+    from zoo.preflight import check_specs
     from zoo.storage.db import open_catalog
     from zoo.storage.tables import new_id
 
+    check_specs(specs)  # targets against the base's architecture, data fields: before any write
     say = echo or (lambda _msg: None)
     client = None
     if address:  # reach (and authenticate to) the cluster before writing anything
@@ -72,8 +74,9 @@ def submit(specs: Sequence[JobSpec], *, catalog_url: str, store_url: str,
         client = job_client(address)
     catalog = open_catalog(catalog_url)
     try:
-        staged = staging.stage_inputs(list(specs), store_url,
-                                      on_upload=lambda p: say(f"uploading {p}"))
+        staged = staging.stage_inputs(
+            list(specs), store_url,
+            on_upload=lambda path, n: say(f"uploaded {path} ({n / 1e6:.1f} MB) to the store"))
         sweep_id = new_id()
         job_ids = jobs.create_jobs(catalog, staged, sweep_id=sweep_id)
         if client is not None:

@@ -494,7 +494,12 @@ def load_specs(source: str | os.PathLike[str] | None = None, *, text: str | None
         Path(source).resolve().parent if source is not None else Path.cwd())
     specs = []
     resolved: dict[tuple[str, str], str] = {}
-    for concrete, point in _expand_sweep(raw):
+    points = _expand_sweep(raw)
+    if len(points) > 1 and raw.get("alias") is not None:
+        raise SpecError(f"alias: a sweep makes {len(points)} jobs, and an alias points at ONE "
+                        "adapter; drop alias: and point it at the job you pick afterwards "
+                        "(`zoo alias set NAME@ALIAS ADAPTER_ID`)")
+    for concrete, point in points:
         try:
             specs.append(_build(concrete, point, root, resolved))
         except SpecError as exc:

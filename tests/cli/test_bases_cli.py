@@ -32,14 +32,14 @@ def test_base_add_ls_and_push_links_by_digest(backend, tmp_path):
     # pushed before the base is registered: a row named as the file says, no location
     adapter_id = zoo(backend, "push", str(native), "--name", "early").stdout.strip()
     [row] = json.loads(zoo(backend, "base", "ls", "--json").stdout)
-    assert row["digest"] == digest and row["location"] is None and row["adapters"] == 1
+    assert row["digest"] == digest and row["location"] is None and row["adapter_count"] == 1
     assert "not registered" in zoo(backend, "base", "ls").stdout
 
     added = json.loads(zoo(backend, "base", "add", "tiny-llama", str(tmp_path / "base"),
                            "--json").stdout)
     assert added["digest"] == digest and added["location"] == str(tmp_path / "base")
     rows = json.loads(zoo(backend, "base", "ls", "--json").stdout)
-    assert [(r["name"], r["adapters"]) for r in rows] == [("tiny-llama", 1)]  # the early one moved
+    assert [(r["name"], r["adapter_count"]) for r in rows] == [("tiny-llama", 1)]  # moved
 
     # pushed after: linked to the registered base by digest, whatever the file calls it
     other, _ = real_adapter(tmp_path / "b.safetensors", seed=2, base_dir=tmp_path / "base")

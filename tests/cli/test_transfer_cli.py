@@ -76,7 +76,7 @@ def test_round_trip_push_ls_tag_alias_pull(backend, tmp_path):
         [digest, other_digest])
 
     fsck = json.loads(zoo(backend, "fsck", "--verify", "--json").stdout)
-    assert fsck["ok"] and fsck["orphans"] == [] and fsck["adapters"] == 2
+    assert fsck["ok"] and fsck["orphans"] == [] and fsck["adapter_count"] == 2
 
 
 @pytest.mark.parametrize("how", ["flip", "truncate"])
@@ -148,7 +148,7 @@ def test_fsck_and_gc_cli(sqlite_backend, tmp_path):
     assert f"orphan blob sha256:{orphan}" in res.stdout and res.stdout.strip().endswith("ok")
     assert "would remove 0" in zoo(b, "gc", "--dry-run").stdout  # younger than 1h
     dry = json.loads(zoo(b, "gc", "--dry-run", "--grace", "0", "--json").stdout)
-    assert [x["digest"] for x in dry["adapters"]["removed"]] == [orphan]
+    assert [x["digest"] for x in dry["adapter_blobs"]["removed"]] == [orphan]
     assert orphan in b.blob_digests()
     assert f"removed adapter blob sha256:{orphan}" in zoo(b, "gc", "--grace", "0s").stdout
     assert b.blob_digests() == {digest}

@@ -83,7 +83,7 @@ def test_zoo_gc_reports_the_job_area(tmp_path, tiny_model_dir, local_zoo, catalo
     out = CliRunner().invoke(cli, ["gc", "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
-    assert report["adapters"]["removed"] == []
-    assert [b["digest"] for b in report["jobs"]["removed"]] == [orphan]
+    assert report["adapter_blobs"]["removed"] == []
+    assert [b["digest"] for b in report["job_artifacts"]["removed"]] == [orphan]
     text = CliRunner().invoke(cli, ["gc", "--dry-run"]).output
     assert "job artifacts: would remove 0 orphan(s)" in text

@@ -87,8 +87,7 @@ def test_dry_run_shows_the_sweep_and_writes_nothing(tmp_path, initialised, runne
 
 def test_embedded_submit_ls_show_logs_wait(tmp_path, initialised, runner, tiny_model_dir,
                                            ray_local):
-    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir, steps=2,
-                          extra="alias: tiny@latest\n")
+    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir, steps=2)
     result = runner.invoke(cli, ["submit", str(path), "--json",
                                  "--set", "sweep.train.seed=[0, 1]"])
     assert result.exit_code == 0, (result.stdout, result.stderr)
@@ -110,6 +109,47 @@ def test_embedded_submit_ls_show_logs_wait(tmp_path, initialised, runner, tiny_m
     assert {a["id"] for a in adapters} == {j["adapter_id"] for j in listed}
     assert runner.invoke(cli, ["jobs", "cancel", job_id]).stdout.strip().endswith(
         "already SUCCEEDED")
+    by_sweep = json.loads(runner.invoke(cli, ["jobs", "ls", "--sweep", out["sweep_id"][:8],
+                                              "--json"]).stdout)
+    assert {j["id"] for j in by_sweep} == set(out["job_ids"])  # a sweep id prefix is enough
+
+    # a person's submit: the same inputs upload nothing (and say nothing), no Ray banner,
+    # and the end shows each job's adapter and metric, and the sweep
+    again = runner.invoke(cli, ["submit", str(path), "--set", "alias=tiny@latest"])
+    assert again.exit_code == 0, again.output
+    assert "uploaded" not in again.stderr and "Token authentication" not in again.stderr
+    [alias] = json.loads(runner.invoke(cli, ["alias", "ls", "--json"]).stdout)
+    assert alias["adapter_id"] in again.stdout and "exact_match=" in again.stdout
+    assert "1 succeeded" in again.stdout.splitlines()[-1]
+
+
+def test_a_sweep_cannot_set_one_alias_and_embedded_cannot_skip_waiting(tmp_path, initialised,
+                                                                       runner, tiny_model_dir):
+    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir,
+                          extra="alias: tiny@best\nsweep: {train.seed: [0, 1]}\n")
+    result = runner.invoke(cli, ["submit", str(path), "--dry-run"])
+    assert result.exit_code == 2 and "alias: a sweep makes 2 jobs" in result.stderr
+    plain = write_tiny_job(tmp_path / "one", model_dir=tiny_model_dir)
+    result = runner.invoke(cli, ["submit", str(plain), "--no-wait"])
+    assert result.exit_code == 2 and "--no-wait needs a cluster" in result.stderr
+    assert job_rows(initialised) == 0
+
+
+def test_dry_run_checks_targets_and_data_against_what_the_spec_names(tmp_path, initialised,
+                                                                   runner, tiny_model_dir):
+    """The base's config is enough to know its module names; the data files' rows are read."""
+    path = write_tiny_job(tmp_path / "spec", model_dir=tiny_model_dir)
+    path.write_text(path.read_text().replace("[q_proj, v_proj]", "[query, value]"))
+    result = runner.invoke(cli, ["submit", str(path), "--dry-run"])
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert line.startswith("zoo: error: prolora.target_modules:") and "q_proj, up_proj" in line
+    ok = write_tiny_job(tmp_path / "ok", model_dir=tiny_model_dir)
+    (tmp_path / "ok" / "train.jsonl").write_text('{"prompt": "k1 ="}\n')
+    result = runner.invoke(cli, ["submit", str(ok), "--dry-run"])
+    assert result.exit_code == 2 and "data.train:" in result.stderr
+    assert "missing column 'completion'" in result.stderr
+    assert job_rows(initialised) == 0
 
 
 def test_credentials_in_a_ray_address_are_never_printed(tmp_path, initialised, runner,
