@@ -13,7 +13,7 @@ def register(group: click.Group) -> None:
     group.add_command(base)
 
 
-@click.group()
+@click.group(short_help="Register base models and list them.")
 def base() -> None:
     """Register base models: a name, a location, and the digest of what is there.
 
@@ -22,7 +22,7 @@ def base() -> None:
     """
 
 
-@base.command("add")
+@base.command("add", short_help="Register a base model's location under a name.")
 @click.argument("name")
 @click.argument("location")
 @click.option("--upload", is_flag=True,
@@ -35,7 +35,7 @@ def base_add(name: str, location: str, upload: bool, as_json: bool, catalog_url:
     Hugging Face cache) as the base model NAME.
 
     \b
-    Example:
+    Examples:
       zoo base add llama-3-8b s3://models/llama-3-8b
       zoo base add minilm ./models/minilm --upload
     """
@@ -51,12 +51,17 @@ def base_add(name: str, location: str, upload: bool, as_json: bool, catalog_url:
                    f"{safe(view.location)}; {view.adapters} adapter(s) use it")
 
 
-@base.command("ls")
+@base.command("ls", short_help="List base models and where they live.")
 @json_option
 @store_options
 def base_ls(as_json: bool, catalog_url: str | None, store_url: str | None) -> None:
     """List base models: registered ones with their location, and names adapters mention
-    that nobody registered yet (no location: eval cannot load them)."""
+    that nobody registered yet (no location: eval cannot load them).
+
+    \b
+    Example:
+      zoo base ls --json
+    """
     from zoo.cli.output import Column, echo_json, print_table
     from zoo.storage.bases import list_bases
 

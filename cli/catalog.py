@@ -110,7 +110,12 @@ def init(catalog_url: str | None, store_url: str | None, rebind: bool, as_json: 
 def config(catalog_url: str | None, as_json: bool) -> None:
     """Show the resolved settings (secrets redacted) and where each came from: a flag, the
     environment (ZOO_HOME, ZOO_CATALOG_URL, ZOO_STORE_URL, RAY_ADDRESS), $ZOO_HOME/config.toml,
-    or the default."""
+    or the default.
+
+    \b
+    Example:
+      ZOO_HOME=/tmp/z zoo config --json
+    """
     from zoo.settings import resolve_settings
 
     view = resolve_settings(catalog_url=catalog_url).redacted()
@@ -132,10 +137,12 @@ def config(catalog_url: str | None, as_json: bool) -> None:
 @click.option("--all", "all_rows", is_flag=True,
               help="Every match, streamed one per line (ignores --limit).")
 @wide_option
+@click.option("--ids", "-q", "ids_only", is_flag=True,
+              help="Print only the adapter ids, one per line: BEST=$(zoo ls … -q --limit 1).")
 @catalog_option
 @json_option
 def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, wide: bool,
-       catalog_url: str | None, as_json: bool) -> None:
+       ids_only: bool, catalog_url: str | None, as_json: bool) -> None:
     """List adapters matching QUERY: terms AND-ed together, newest first.
 
     A term is FIELD OP VALUE with OP one of = != < <= > >= ~ (substring), or tag:KEY[=VALUE].
@@ -160,8 +167,11 @@ def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, wide: bool
             with catalog.transaction(readonly=True) as session:
                 for row in iter_adapters(session, text, sort):
                     d = adapter_to_dict(row, config=False)
-                    click.echo(json.dumps(d, ensure_ascii=False, default=str) if as_json
-                               else "  ".join(safe(c.cell(d)) for c in adapter_columns()))
+                    if ids_only:
+                        click.echo(d["id"])
+                    else:
+                        click.echo(json.dumps(d, ensure_ascii=False, default=str) if as_json
+                                   else "  ".join(safe(c.cell(d)) for c in adapter_columns()))
             return
 
         def page(session: Any) -> tuple[list[dict[str, Any]], int | None]:
@@ -176,6 +186,10 @@ def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, wide: bool
         _echo_json(rows)
         return
     searched = f"matching {safe(text)!r}" if text else "in the catalog"
+    if ids_only:
+        click.echo("\n".join(d["id"] for d in rows) if rows else f"no adapters {searched}",
+                   err=not rows)
+        return
     print_table(adapter_columns(), rows, wide=wide, empty=f"no adapters {searched}")
     if total is not None and total > len(rows):
         click.echo(f"showing {len(rows)} of {total} adapters {searched}; --limit N or --all "
@@ -222,9 +236,14 @@ def show(ref: str, catalog_url: str | None, as_json: bool) -> None:
     for dataset, values in d["metrics_by_dataset"].items():
         for metric, value in values.items():
             click.echo(f"  {safe(dataset)}.{safe(metric)} = {value}")
+    config = dict(d["config"])
+    modules = sorted(config.pop("modules", None) or {})
     click.echo("config:")
-    for line in json.dumps(d["config"], indent=2, sort_keys=True).splitlines():
+    for line in json.dumps(config, indent=2, sort_keys=True).splitlines():
         click.echo(safe(line))  # JSON escapes control characters; safe() catches the rest
+    if modules:  # hundreds on a large model: the ends say which, --json lists every one
+        span = modules[0] if len(modules) == 1 else f"{modules[0]} … {modules[-1]}"
+        click.echo(f"modules: {len(modules)} ({safe(span)}; --json lists them all)")
 
 
 def _tag_command(name: str, doc: str, short: str, fn_name: str) -> click.Command:
@@ -280,13 +299,18 @@ def alias() -> None:
     """
 
 
-@alias.command("set")
+@alias.command("set", short_help="Point NAME@ALIAS at an adapter (moves atomically).")
 @click.argument("name_alias", metavar="NAME@ALIAS")
 @click.argument("ref")
 @catalog_option
 @json_option
 def alias_set(name_alias: str, ref: str, catalog_url: str | None, as_json: bool) -> None:
-    """Point NAME@ALIAS at REF (an adapter named NAME); an existing alias moves atomically."""
+    """Point NAME@ALIAS at REF (an adapter named NAME); an existing alias moves atomically.
+
+    \b
+    Example:
+      zoo alias set sentiment@prod 01m8r4b2ye
+    """
     from zoo.storage.catalog import set_alias
 
     catalog = open_catalog_from(catalog_url)
@@ -300,12 +324,17 @@ def alias_set(name_alias: str, ref: str, catalog_url: str | None, as_json: bool)
         click.echo(f"{name_alias} -> {adapter_id}")
 
 
-@alias.command("rm")
+@alias.command("rm", short_help="Delete an alias (the adapter stays).")
 @click.argument("name_alias", metavar="NAME@ALIAS")
 @catalog_option
 @json_option
 def alias_rm(name_alias: str, catalog_url: str | None, as_json: bool) -> None:
-    """Delete NAME@ALIAS (the adapter stays)."""
+    """Delete NAME@ALIAS; the adapter it pointed at stays.
+
+    \b
+    Example:
+      zoo alias rm sentiment@old
+    """
     from zoo.storage.catalog import remove_alias
 
     catalog = open_catalog_from(catalog_url)
@@ -319,12 +348,17 @@ def alias_rm(name_alias: str, catalog_url: str | None, as_json: bool) -> None:
         click.echo(f"removed {name_alias} (was {adapter_id})")
 
 
-@alias.command("ls")
+@alias.command("ls", short_help="List aliases.")
 @click.argument("name", required=False)
 @catalog_option
 @json_option
 def alias_ls(name: str | None, catalog_url: str | None, as_json: bool) -> None:
-    """List aliases (of NAME, if given)."""
+    """List aliases, of the adapter name NAME if given.
+
+    \b
+    Example:
+      zoo alias ls sentiment
+    """
     from zoo.storage.catalog import list_aliases
 
     catalog = open_catalog_from(catalog_url)
@@ -343,7 +377,7 @@ def alias_ls(name: str | None, catalog_url: str | None, as_json: bool) -> None:
                         cut=False)], rows, empty="no aliases")
 
 
-@click.command("rm")
+@click.command("rm", short_help="Remove adapters from the catalog.")
 @click.argument("refs", nargs=-1, required=True, metavar="REF...")
 @click.option("--force", is_flag=True, help="Remove even adapters an alias points at (the "
               "aliases go too).")

@@ -13,7 +13,12 @@ from typing import Any
 import click
 
 from zoo.cli.options import (
+    AliasedOption,
+    json_option,
+    limit_option,
+    select_option,
     store_options,
+    wide_option,
 )
 from zoo.cli.transfer import opened
 
@@ -57,23 +62,38 @@ def progress_printer(stream: Any = None) -> Callable[[int, int, int], None]:
     return update
 
 
-@click.command("eval")
-@click.option("--select", "query", required=True, metavar="QUERY",
-              help='Adapters to evaluate, in the `zoo ls` query language (e.g. "task=causal-lm").')
-@click.option("--dataset", required=True, metavar="PATH|s3://…", help="Evaluation data file.")
-@click.option("--metrics", default=None, metavar="M[,M…]",
-              help="loss, perplexity, exact_match, accuracy (default: all of the task's).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--max-examples", type=click.IntRange(min=1), default=None)
+@click.command("eval", short_help="Score adapters on a dataset; results go to the catalog.")
+@select_option(required=True, help="Adapters to evaluate, in the `zoo ls` query language; "
+                                   "quote it: --select 'task=causal-lm r<=8'.")
+@click.option("--dataset", required=True, metavar="FILE|s3://…",
+              help="JSON lines (or CSV/TSV with a header): causal-lm rows hold \"prompt\" and "
+                   "\"completion\" (the loss covers the completion), seq-cls rows \"text\" "
+                   "and \"label\" (the training labels). Known by its content (sha256).")
+@click.option("--metric", "metrics", cls=AliasedOption, hidden_aliases=("--metrics",),
+              default=None, metavar="M[,M…]",
+              help="Any of loss, perplexity, exact_match (causal-lm), accuracy (seq-cls); "
+                   "default: every metric of the adapter's task.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Examples per forward pass; adapters on one base share each batch.")
+@click.option("--max-examples", type=click.IntRange(min=1), default=None,
+              help="Score only the first N rows (default: all).")
 @click.option("--address", metavar="ADDR", default=None,
               help="Ray cluster address (default: RAY_ADDRESS, else a local Ray).")
 @click.option("--force", is_flag=True, help="Re-evaluate adapters that already have results.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 @store_options
 def eval_command(query: str, dataset: str, metrics: str | None, batch_size: int,
                  max_examples: int | None, address: str | None, force: bool, as_json: bool,
                  catalog_url: str | None, store_url: str | None) -> None:
-    """Evaluate every adapter matching QUERY on a dataset; results go to the catalog."""
+    """Evaluate every adapter matching --select on a dataset; results go to the catalog.
+
+    Adapters already evaluated on the same dataset (same sha256) are skipped unless --force.
+    One adapter that fails is an error row; the others are still scored.
+
+    \b
+    Example:
+      zoo eval --select 'tag:team=nlp task=seq-cls' --dataset eval.jsonl --metric accuracy
+    """
     from zoo.settings import resolve_settings
     from zoo.workers.cluster import shutdown_if_started
     from zoo.workers.eval_pool import run_eval
@@ -104,18 +124,17 @@ def eval_command(query: str, dataset: str, metrics: str | None, batch_size: int,
         raise JobError(f"no adapter could be evaluated ({summary.errors} error(s))")
 
 
-@click.command("leaderboard")
+@click.command("leaderboard", short_help="Adapters ranked by a metric on a dataset; a plot.")
 @click.option("--dataset", required=True, metavar="FILE|SHA256",
               help="The evaluation data file (known by its content), or its sha256: a prefix of "
                    "at least 8 hex characters, as `zoo eval` prints it.")
 @click.option("--metric", required=True, metavar="M",
               help="What to rank by: loss, perplexity (lower is better), accuracy, exact_match.")
-@click.option("--select", "query", default=None, metavar="QUERY",
-              help="Only adapters matching QUERY (the `zoo ls` language), e.g. 'r<=8'.")
-@click.option("--limit", "--top", "limit", type=click.IntRange(1, 100_000), default=20,
-              show_default=True, help="Rank at most this many adapters (also what --plot shows).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("--wide", is_flag=True, help="Every column at full width.")
+@select_option(help="Only adapters matching QUERY (the `zoo ls` language); quote it: "
+                   "--select 'r<=8'.")
+@limit_option(20, "adapters (also what --plot shows)")
+@json_option
+@wide_option
 @click.option("--plot", "plot_path", default=None, metavar="OUT.png|.svg|.pdf",
               help="Also draw the ranked adapters' metric against their trainable parameters, "
                    "with the Pareto front; the extension picks the format.")
@@ -154,11 +173,16 @@ def leaderboard(dataset: str, metric: str, query: str | None, limit: int, as_jso
 
 def _print_board(rows: list[dict[str, Any]], metric: str, wide: bool) -> None:
     from zoo.cli.catalog import shape_cells
-    from zoo.cli.output import Column, print_table, safe, short_number
+    from zoo.cli.output import Column, cut, print_table, safe, short_number, terminal_width
     from zoo.storage.evals import LOWER_IS_BETTER
 
     better = "lower" if metric in LOWER_IS_BETTER else "higher"
-    click.echo(f"{metric} on {safe(rows[0]['dataset'])} ({better} is better)")
+    title = f"{metric} ({better} is better) on "
+    name, _, digest = safe(rows[0]["dataset"]).rpartition("@")
+    width = None if wide else terminal_width()
+    if width:  # the digest identifies the dataset: cut the file name, never it
+        name = cut(name, max(width - len(title) - len(digest) - 1, 8))
+    click.echo(f"{title}{name}@{digest}")
     rank_cells, share_cells = shape_cells()
     print_table([
         Column("#", lambda r: r["rank"], cut=False, align=">"),

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from zoo.cli.options import json_option
+from zoo.cli.options import json_option, limit_option, wide_option
 from zoo.job_state import JobState
 
 
@@ -152,7 +152,7 @@ def _print_outcome(settings: Any, result: Any) -> None:
                                                         for s, n in counts.items() if n))
 
 
-@click.group()
+@click.group(short_help="List, inspect, follow, cancel and wait for training jobs.")
 def jobs() -> None:
     """List, inspect, follow, cancel and wait for training jobs."""
 
@@ -176,13 +176,23 @@ def job_columns() -> list[Any]:
     ]
 
 
-@jobs.command("ls")
-@click.option("--state", type=click.Choice([s.value for s in JobState], case_sensitive=False))
-@click.option("--sweep", "sweep_id", metavar="ID", help="Only jobs of one submission.")
-@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def ls(state: str | None, sweep_id: str | None, limit: int, as_json: bool) -> None:
-    """List jobs, newest first."""
+@jobs.command("ls", short_help="List jobs, newest first.")
+@click.option("--state", type=click.Choice([s.value for s in JobState], case_sensitive=False),
+              help="Only jobs in this state (default: all).")
+@click.option("--sweep", "sweep_id", metavar="ID",
+              help="Only jobs of one submission (its sweep id, or a unique prefix of it).")
+@limit_option(200, "jobs")
+@wide_option
+@json_option
+def ls(state: str | None, sweep_id: str | None, limit: int, wide: bool, as_json: bool) -> None:
+    """List jobs, newest first; a sweep's jobs are named with their point,
+    e.g. sentiment[prolora.r=8,train.seed=0].
+
+    \b
+    Examples:
+      zoo jobs ls --state running
+      zoo jobs ls --sweep 01m8k2 --json
+    """
     from zoo.storage import jobs as job_api
 
     with _catalog(_settings()) as catalog:
@@ -193,14 +203,19 @@ def ls(state: str | None, sweep_id: str | None, limit: int, as_json: bool) -> No
         return
     from zoo.cli.output import print_table
 
-    print_table(job_columns(), views, empty="no jobs")
+    print_table(job_columns(), views, wide=wide, empty="no jobs")
 
 
-@jobs.command()
+@jobs.command(short_help="Everything about one job, its whole error included.")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def show(job_id: str, as_json: bool) -> None:
-    """Everything about one job (id or unique id prefix)."""
+    """Everything about one job: JOB_ID is an id or a unique prefix of one.
+
+    \b
+    Example:
+      zoo jobs show 01m8k2
+    """
     from zoo.storage import jobs as job_api
 
     with _catalog(_settings()) as catalog:
@@ -219,11 +234,16 @@ def show(job_id: str, as_json: bool) -> None:
     click.echo(json.dumps(spec, indent=2, default=str))
 
 
-@jobs.command()
+@jobs.command(short_help="Print (or follow) a job's log.")
 @click.argument("job_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends.")
 def logs(job_id: str, follow: bool) -> None:
-    """Print a job's log (shipped by its worker as it runs; kept in the catalog once done)."""
+    """Print a job's log: shipped by its worker as it runs, kept once the job is done.
+
+    \b
+    Example:
+      zoo jobs logs 01m8k2 --follow
+    """
     from zoo.workers.control import stream_log
 
     settings = _settings()
@@ -232,10 +252,16 @@ def logs(job_id: str, follow: bool) -> None:
                    lambda text: click.echo(text, nl=False), follow=follow)
 
 
-@jobs.command()
+@jobs.command(short_help="Cancel jobs and kill their training processes.")
 @click.argument("job_ids", nargs=-1, required=True)
 def cancel(job_ids: tuple[str, ...]) -> None:
-    """Cancel jobs: recorded CANCELLED, their training processes killed."""
+    """Cancel jobs: each is recorded CANCELLED and its training process killed; a job that
+    already ended keeps its state.
+
+    \b
+    Example:
+      zoo jobs cancel 01m8k2 01m8k3
+    """
     from zoo.workers.control import cancel_jobs
 
     with _catalog(_settings()) as catalog:
@@ -244,12 +270,18 @@ def cancel(job_ids: tuple[str, ...]) -> None:
         click.echo(f"{job_id}  {outcome}")
 
 
-@jobs.command()
+@jobs.command(short_help="Wait until jobs end; exit 8 unless all succeeded.")
 @click.argument("job_ids", nargs=-1, required=True)
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Give up after this many seconds (default: wait as long as it takes).")
+@json_option
 def wait(job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None:
-    """Wait until the jobs end; exit non-zero unless all succeeded."""
+    """Wait until the jobs end; exit 8 unless all succeeded.
+
+    \b
+    Example:
+      zoo jobs wait 01m8k2 01m8k3 --timeout 3600
+    """
     from zoo.storage import jobs as job_api
     from zoo.workers.submit import wait_jobs
 

@@ -27,7 +27,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from zoo.errors import ConfigError, IntegrityError, NotFoundError, StoreError
-from zoo.files import sha256_file
+from zoo.files import ordinary_mode, sha256_file
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 BLOB_DIR = "blobs/sha256"
@@ -150,6 +150,7 @@ class LocalBlobStore:
         self.root = Path(root).expanduser().resolve()
         self.url = self.root.as_uri()
         self.fsync = fsync
+        self._mode = ordinary_mode()
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -222,6 +223,7 @@ class LocalBlobStore:
         except FileNotFoundError:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=target.parent)
+        os.fchmod(fd, self._mode)  # mkstemp's 0600 would hide blobs from the team's readers
         return target, tmp, os.fdopen(fd, "wb")
 
     def _write(self, digest: str, fill: Callable[[BinaryIO], object]) -> None:

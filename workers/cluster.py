@@ -43,17 +43,20 @@ def connect(address: str | None = None, *, num_cpus: int | None = None,
     ``address`` None starts (or reuses) a local Ray in this process. Inside a Ray job's driver
     use ``address="auto"``.
     """
+    # Ray reads RAY_AUTH_MODE when it is first imported: decide before that. Token auth is
+    # what a local Ray does by default; saying so keeps its banner off the screen.
+    if address:
+        prepare_token_auth()
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     if address:
-        prepare_token_auth()
         ray.init(address=address, **kwargs)
         return False
-    # token auth is what a local Ray does by default; saying so keeps its banner off the screen
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, **kwargs)
     _STARTED_HERE["value"] = True
     return True

@@ -24,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo.workers.driver")
     parser.add_argument("--sweep", required=True, help="the submission (sweep) id")
     args = parser.parse_args(argv)
-    forwarded = os.environ.get("ZOO_FORWARDED_AWS_ENDPOINT_URL")
-    if forwarded and not os.environ.get("AWS_ENDPOINT_URL"):
-        os.environ["AWS_ENDPOINT_URL"] = forwarded
+    from zoo.settings import adopt_forwarded_endpoint
+
+    adopt_forwarded_endpoint()
 
     from zoo.storage import jobs
     from zoo.storage.db import open_catalog

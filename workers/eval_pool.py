@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ConfigError, NotFoundError, ZooError
+from zoo.settings import endpoint_env
 from zoo.storage.db import Catalog
 from zoo.storage.evals import EvalItem, already_evaluated, select_items, write_results
 
@@ -68,13 +69,14 @@ class EvalWorker:
                  metrics: Sequence[str] | None = None, device: str | None = None,
                  home: str | None = None, threads: int | None = None) -> None:
         from zoo.files import write_atomic
-        from zoo.settings import resolve_settings
+        from zoo.settings import adopt_forwarded_endpoint, resolve_settings
         from zoo.storage.blobstore import open_store
 
         if threads:
             import torch
 
             torch.set_num_threads(threads)
+        adopt_forwarded_endpoint()
         self.store = open_store(store_url)
         self.store_url, self.home = store_url, home
         root = Path(home or resolve_settings().home) / "cache"
@@ -265,7 +267,10 @@ class EvalPool:
         n_actors, each = pool_size(ray.available_resources() or ray.cluster_resources(),
                                    len(queue), self.max_actors)
         data_ref = ray.put(self.data)
-        actor_cls = ray.remote(max_restarts=0, max_task_retries=0, **each)(EvalWorker)
+        endpoint = endpoint_env()  # actors started by an earlier Ray may lack it
+        actor_cls = ray.remote(max_restarts=0, max_task_retries=0, **each,
+                               **({"runtime_env": {"env_vars": endpoint}} if endpoint else {})
+                               )(EvalWorker)
 
         def start_actor() -> Any:
             actor = actor_cls.remote(self.store_url, data_ref, self.dataset_name,

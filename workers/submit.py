@@ -24,7 +24,7 @@ from typing import Any
 
 from zoo.errors import ConfigError
 from zoo.jobspec import JobSpec
-from zoo.settings import redact_url, strip_credentials
+from zoo.settings import endpoint_env, redact_url, strip_credentials
 from zoo.storage import jobs, staging
 from zoo.storage.db import Catalog
 from zoo.untrusted import clip
@@ -103,9 +103,7 @@ def _submit_to_cluster(client: Any, address: str, sweep_id: str, catalog_url: st
     entrypoint = " ".join([python, "-m", "zoo.workers.driver", "--sweep", shlex.quote(sweep_id)])
     env = {"ZOO_FORWARDED_CATALOG_URL": strip_credentials(catalog_url),
            "ZOO_FORWARDED_STORE_URL": strip_credentials(store_url)}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        env["ZOO_FORWARDED_AWS_ENDPOINT_URL"] = endpoint
+    env.update(endpoint_env())
     try:
         return client.submit_job(
             entrypoint=entrypoint, submission_id=f"zoo-{sweep_id.lower()}",

@@ -27,6 +27,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 from zoo.jobspec import JobSpec
+from zoo.settings import adopt_forwarded_endpoint, endpoint_env
 from zoo.storage import jobs, staging
 from zoo.storage.blobstore import BlobStore
 from zoo.storage.db import Catalog, Transaction
@@ -63,9 +64,7 @@ def run_job(job_id: str, catalog_url: str, store_url: str) -> dict[str, Any]:
     Application errors mark the job FAILED (not retried: bad data stays bad). Only the death
     of the process (SIGKILL, OOM, a lost node) leads to a retry, which Ray performs.
     """
-    forwarded = os.environ.get("ZOO_FORWARDED_AWS_ENDPOINT_URL")
-    if forwarded and not os.environ.get("AWS_ENDPOINT_URL"):
-        os.environ["AWS_ENDPOINT_URL"] = forwarded
+    adopt_forwarded_endpoint()
     catalog = _catalog(catalog_url)
     node = node_label()
     view, attempt = jobs.start_attempt(catalog, job_id, node=node, pid=os.getpid())
@@ -263,9 +262,13 @@ _REMOTE: Any = None
 
 
 def ray_options(spec: JobSpec) -> dict[str, Any]:
-    """Task options for a job: its resources, Ray-level retries on worker death, a name."""
-    return {**spec.resources.ray_options(), "max_retries": spec.retries,
-            "retry_exceptions": False, "name": f"zoo:{spec.display_name}"[:120]}
+    """Task options for a job: its resources, Ray-level retries on worker death, a name, and
+    the S3 endpoint this process uses (a worker started earlier may not have it)."""
+    options = {**spec.resources.ray_options(), "max_retries": spec.retries,
+               "retry_exceptions": False, "name": f"zoo:{spec.display_name}"[:120]}
+    if endpoint := endpoint_env():
+        options["runtime_env"] = {"env_vars": endpoint}
+    return options
 
 
 if __name__ == "__main__":  # manual debugging: python -m zoo.workers.train_task JOB CATALOG STORE

@@ -30,6 +30,12 @@ def _umask() -> int:
     return mask
 
 
+def ordinary_mode(*, directory: bool = False) -> int:
+    """The mode ``open()``/``mkdir`` would give under the current umask (0644/0755 for 022):
+    for files created by ``mkstemp`` or by libraries that choose 0600."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
 def temp_path(final: Path) -> Path:
     """A hidden sibling name for ``final`` that no one else will pick."""
     return final.parent / f".{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
@@ -43,7 +49,7 @@ def landing(final: str | os.PathLike[str], *, directory: bool = False) -> Iterat
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(target)
     if directory:
-        tmp.mkdir(mode=0o777 & ~_umask())
+        tmp.mkdir(mode=ordinary_mode(directory=True))
     old: Path | None = None
     try:
         yield tmp

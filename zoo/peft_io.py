@@ -65,7 +65,7 @@ def export_peft(adapter: Adapter, out_dir: str | os.PathLike[str]) -> Path:
 
 def write_peft_files(adapter: Adapter, directory: Path) -> None:
     """The two PEFT files of ``adapter``, written into an existing (temp) directory."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors: dict[str, torch.Tensor] = {}
     for path, (a, b) in adapter.expand().items():
@@ -73,7 +73,8 @@ def write_peft_files(adapter: Adapter, directory: Path) -> None:
         tensors[f"{PREFIX}{path}.lora_B.weight"] = b.contiguous()  # (o, r)
     for key, value in adapter.saved_tensors().items():
         tensors[f"{PREFIX}{key}"] = value.contiguous()
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    # bytes then an ordinary write: safetensors' save_file creates the file 0600
+    (directory / WEIGHTS_FILE).write_bytes(save(tensors, metadata={"format": "pt"}))
     (directory / CONFIG_FILE).write_text(json.dumps(peft_config(adapter), indent=2,
                                                     sort_keys=True))
 

@@ -110,6 +110,23 @@ def with_local_credentials(forwarded: str, key: str) -> str:
     return local if local and same_target(local, forwarded) else forwarded
 
 
+_FORWARDED_ENDPOINT = "ZOO_FORWARDED_AWS_ENDPOINT_URL"
+
+
+def endpoint_env() -> dict[str, str]:
+    """What a Ray process needs to reach the same S3 endpoint as this one (no credentials):
+    workers started before this process set ``AWS_ENDPOINT_URL`` would otherwise go to AWS."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    return {_FORWARDED_ENDPOINT: endpoint} if endpoint else {}
+
+
+def adopt_forwarded_endpoint() -> None:
+    """In a Ray process: use the submitter's S3 endpoint unless this machine names its own."""
+    forwarded = os.environ.get(_FORWARDED_ENDPOINT)
+    if forwarded and not os.environ.get("AWS_ENDPOINT_URL"):
+        os.environ["AWS_ENDPOINT_URL"] = forwarded
+
+
 def _read_config_file(home: Path) -> tuple[dict[str, Any], str | None]:
     """The config file's values, bounded like any text a user hands the zoo
     (``zoo.untrusted``): size cap, no YAML aliases, errors of one short line."""

@@ -120,7 +120,7 @@ def test_bad_input_is_one_line_and_changes_nothing(sqlite_backend, tmp_path):
         (["push", str(path), "--name", "x" * 10_000], 2, "10000 characters"),
         (["push", str(path), "--name", "ok", "--tag", "../x"], 2, "tag"),
         (["push", str(peft), "--name", "peft"], 3, "pickle"),
-        (["push", str(tmp_path / "missing.safetensors"), "--name", "m"], 1, "missing"),
+        (["push", str(tmp_path / "missing.safetensors"), "--name", "m"], 4, "missing"),
         (["pull", "nosuchid", "-o", str(tmp_path / "o")], 4, "nosuchid"),
         (["pull", "ghost@prod", "-o", str(tmp_path / "o")], 4, "ghost@prod"),
         (["pull", "--query", "name='x'; DROP TABLE adapters", "-o", str(tmp_path / "o")], 2, ""),

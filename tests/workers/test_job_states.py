@@ -50,7 +50,7 @@ def test_lifecycle_and_terminal_states_are_final(catalog, specs):
     assert not jobs.mark_failed(catalog, job_id, "late failure")
     assert jobs.start_attempt(catalog, job_id)[1] is None
     with pytest.raises(JobError, match="CANCELLED"), catalog.transaction() as session:
-        jobs.succeed_in_transaction(session.connection(), job_id, 2, "adapter")
+        jobs.succeed_in_transaction(session, job_id, 2, "adapter")
     view = jobs.get_job(catalog, job_id)
     assert view.state == "CANCELLED" and view.error == "cancelled by user"
 

@@ -105,7 +105,7 @@ def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3
     # nowhere, and links to that registered base by its digest
     pushed = _push_random_adapter(tmp_path, tiny_model_dir)
     ev = CliRunner().invoke(cli, ["eval", "--select", "tag:multinode", "--dataset",
-                                  str(tmp_path / "spec" / "eval.jsonl"), "--json"])
+                                  str(tmp_path / "spec" / "eval.jsonl"), "--force", "--json"])
     assert ev.exit_code == 0, (ev.stdout, ev.stderr)
     summary = json.loads(ev.stdout)
     assert (summary["evaluated"], summary["errors"]) == (7, 0), summary["error_messages"]
