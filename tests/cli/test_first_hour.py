@@ -151,3 +151,15 @@ def test_the_readme_first_hour_runs_as_written(tmp_path):
     assert "<svg" in (tmp_path / "board.svg").read_text()[:500]
     assert "would remove adapter blob" in out  # the removed adapter's bytes wait for gc
     assert "Traceback" not in done.stderr and "gcs_client" not in done.stderr
+
+
+def test_the_job_spec_table_lists_every_field():
+    """docs/jobs.md's table has a row for every field a spec accepts (taken from the schema
+    the validator uses), so a new option cannot ship undocumented."""
+    from zoo.jobspec import leaf_paths
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "jobs.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    documented = {name for line in rows for name in line.split("|")[1].replace("`", "").replace(
+        ",", " ").split()}
+    assert set(leaf_paths()) | {"sweep"} <= documented, set(leaf_paths()) - documented
