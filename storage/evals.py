@@ -176,7 +176,7 @@ def leaderboard(catalog: Catalog, *, dataset: str, metric: str, query: str | Non
                  "unshared_r": ad.unshared_r, "share_a": ad.share_a, "share_b": ad.share_b,
                  "task": ad.task, "examples": res.n_examples,
                  "dataset": dataset_label(res.dataset_name, res.dataset_fingerprint),
-                 "fingerprint": res.dataset_fingerprint}
+                 "dataset_sha256": res.dataset_fingerprint}
                 for rank, (ad, res) in enumerate(session.execute(stmt).all(), start=1)]
 
     out = catalog.run(run, readonly=True)

@@ -48,9 +48,11 @@ class EvalSummary:
     error_messages: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("dataset", "fingerprint", "total", "evaluated",
-                                              "errors", "skipped", "retried_chunks", "elapsed_s",
-                                              "error_messages")}
+        """The JSON of `zoo eval --json`; the dataset is named as in `zoo leaderboard --json`."""
+        out = {k: getattr(self, k) for k in ("dataset", "total", "evaluated", "errors",
+                                             "skipped", "retried_chunks", "elapsed_s",
+                                             "error_messages")}
+        return {**out, "dataset_sha256": self.fingerprint}
 
 
 ProgressFn = Callable[[int, int, int], None]  # (done, total, errors)

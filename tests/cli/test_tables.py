@@ -94,3 +94,33 @@ def test_tables_fit_80_columns(team_catalog):
     assert "owner=alice.wonderland.example.com" in wide
     assert max(display_width(line) for line in wide.splitlines()) > 80
 
+
+
+def test_one_json_vocabulary(team_catalog):
+    """ls, show, leaderboard, jobs and alias JSON name the same things the same way, and every
+    time is ISO-8601 UTC."""
+    import json
+    from datetime import datetime, timedelta
+
+    b, data, _ = team_catalog
+
+    def run(*args: str):
+        result = CliRunner().invoke(cli, [*args, "--json"], env=b.env())
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    listed = run("ls")
+    shown = run("show", listed[0]["id"])
+    board = run("leaderboard", "--dataset", str(data), "--metric", "loss")
+    jobs_listed = run("jobs", "ls")
+    aliases = run("alias", "ls")
+    assert set(listed[0]) <= set(shown)
+    shared = set(board[0]) & set(listed[0])
+    assert {"id", "name", "params", "r", "unshared_r", "share_a", "share_b", "task"} <= shared
+    for key in shared:
+        assert board[0][key] == next(a for a in listed if a["id"] == board[0]["id"])[key], key
+    assert board[0]["dataset_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    times = [listed[0]["created_at"], shown["created_at"], jobs_listed[0]["submitted_at"],
+             aliases[0]["updated_at"]]
+    for text in times:
+        assert datetime.fromisoformat(text).utcoffset() == timedelta(0), text
