@@ -35,7 +35,7 @@ def test_thousand_adapters_one_run_then_query(ray_local, embedded_zoo, tmp_path)
     assert got == sorted(got) and got[0] == losses[0]
 
     plot = tmp_path / "board.png"
-    res = runner.invoke(cli, ["leaderboard", "--dataset", "eval.jsonl", "--metric", "loss",
+    res = runner.invoke(cli, ["leaderboard", "--dataset", str(z.data), "--metric", "loss",
                               "--top", "5", "--json", "--plot", str(plot)])
     assert res.exit_code == 0, res.output
     board = json.loads(res.stdout)
@@ -45,4 +45,4 @@ def test_thousand_adapters_one_run_then_query(ray_local, embedded_zoo, tmp_path)
     res = runner.invoke(cli, ["leaderboard", "--dataset", str(z.data), "--metric", "exact_match",
                               "--select", "r=8", "--top", "3"])
     assert res.exit_code == 0, res.output
-    assert len(res.output.strip().splitlines()) == 4  # header + 3
+    assert len(res.output.strip().splitlines()) == 5  # title, header + 3

@@ -33,6 +33,7 @@ def spec_dir(tmp_path: Path) -> Path:
     (tmp_path / "data" / "train.jsonl").write_text('{"text": "a", "label": 0}\n')
     (tmp_path / "data" / "eval.jsonl").write_text('{"text": "b", "label": 1}\n')
     return tmp_path
+NO_ALIAS = GOOD.replace("alias: sentiment@latest\n", "")  # a sweep has no single adapter
 
 
 def write(spec_dir: Path, text: str) -> Path:
@@ -56,7 +57,7 @@ def test_good_spec_parses_with_paths_relative_to_the_spec_file(spec_dir, monkeyp
 
 
 def test_sweep_is_the_cross_product(spec_dir):
-    text = GOOD + "sweep:\n  prolora.r: [4, 8, 16]\n  train.seed: [0, 1]\n"
+    text = NO_ALIAS + "sweep:\n  prolora.r: [4, 8, 16]\n  train.seed: [0, 1]\n"
     specs = load_specs(write(spec_dir, text))
     assert len(specs) == 6
     assert {(s.prolora.r, s.train.seed) for s in specs} == {
@@ -71,7 +72,7 @@ def test_set_overrides_are_yaml_typed(spec_dir):
     assert spec.prolora.r == 4
     assert spec.resources.ray_options()["resources"] == {"zoo_worker": 1.0}
     assert spec.tags == ("a", "b")
-    specs = load_specs(write(spec_dir, GOOD), overrides=["sweep.train.seed=[1, 2, 3]"])
+    specs = load_specs(write(spec_dir, NO_ALIAS), overrides=["sweep.train.seed=[1, 2, 3]"])
     assert [s.train.seed for s in specs] == [1, 2, 3]
 
 
@@ -98,7 +99,8 @@ def test_set_overrides_are_yaml_typed(spec_dir):
     (("name: sentiment\n", ""), "name: required field is missing"),
     (("retries: 2", "sweep: {prolora.rank: [1, 2]}"), "sweep: unknown key 'prolora.rank'"),
     (("retries: 2", "sweep: {prolora.r: 4}"), "sweep.prolora.r: expected a non-empty list"),
-    (("retries: 2", "sweep: {prolora.r: [4, 0]}"), "prolora.r: r=0 is invalid"),
+    (("alias: sentiment@latest", "sweep: {prolora.r: [4, 0]}"), "prolora.r: r=0 is invalid"),
+    (("retries: 2", "sweep: {prolora.r: [4, 8]}"), "alias: a sweep makes 2 jobs"),
     (("retries: 2", "retries: 1000"), "retries: at most 100"),
 ])
 def test_bad_specs_name_the_field(spec_dir, edit, expected):
