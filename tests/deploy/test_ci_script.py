@@ -1,4 +1,5 @@
-"""`.ci/run` fails, rather than letting the PostgreSQL tests skip, when PostgreSQL is down."""
+"""`.ci/run` fails, rather than letting tests skip, when PostgreSQL is down or chromium cannot
+be installed."""
 
 from __future__ import annotations
 
@@ -29,3 +30,19 @@ def test_ci_fails_when_postgres_cannot_start(tmp_path):
     assert done.returncode != 0
     assert "PostgreSQL could not be started" in done.stderr
     assert not marker.exists()  # the test command never ran on a half-set-up machine
+
+
+def test_ci_fails_when_chromium_cannot_be_installed(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker, tried = tmp_path / "make-ran", tmp_path / "apt-ran"
+    _shim(bin_dir, "pg_isready", "exit 0")  # PostgreSQL answers
+    _shim(bin_dir, "apt-get", f"touch {tried}; exit 100")  # no package index reachable
+    _shim(bin_dir, "make", f"touch {marker}; exit 0")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "ZOO_CHROMIUM": str(tmp_path / "no-chromium")}
+    done = subprocess.run([str(ROOT / ".ci" / "run")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0 and tried.exists()
+    assert "chromium could not be installed" in done.stderr
+    assert not marker.exists()
