@@ -108,7 +108,7 @@ def decode_cursor(text: str | None) -> tuple[Any, str] | None:
 @router.get("/adapters", summary="List adapters matching a query (keyset pages)")
 def list_adapters(request: Request, q: str = Query("", max_length=10_000),
                   sort: str = Query("-created", max_length=200),
-                  limit: int = Query(50, ge=1, le=1000), after: str | None = None,
+                  limit: int = Query(50, ge=1, le=100_000), after: str | None = None,
                   _token: Token = Depends(reader)) -> Json:
     from zoo.storage.catalog import adapter_to_dict, count_adapters
     from zoo.storage.catalog import list_adapters as page_of
