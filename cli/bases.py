@@ -74,6 +74,6 @@ def base_ls(as_json: bool, catalog_url: str | None, store_url: str | None) -> No
         return
     print_table([Column("NAME", lambda v: v["name"], min_width=10),
                  Column("DIGEST", lambda v: (v["digest"] or "-")[:12], cut=False),
-                 Column("ADAPTERS", lambda v: v["adapters"], cut=False, align=">"),
+                 Column("ADAPTERS", lambda v: v["adapter_count"], cut=False, align=">"),
                  Column("LOCATION", lambda v: v["location"] or "- (not registered)", priority=1,
                         min_width=12)], views, empty="no base models")

@@ -25,6 +25,7 @@ from zoo.cli.main import cli  # noqa: E402
 backend = bf.backend
 s3_env = bf.s3_env
 sqlite_backend = bf.sqlite_backend
+module_sqlite_backend = bf.module_sqlite_backend
 
 
 def _free_port() -> int:
