@@ -335,6 +335,7 @@ def list_jobs(request: Request, state: str | None = Query(None, max_length=16),
 
     if state is not None and state.upper() not in {s.value for s in JobState}:
         raise ConfigError(f"state {state!r} is not one of {', '.join(s.value for s in JobState)}")
+    jobs.reap_stale(catalog_of(request))  # as `zoo jobs ls` does: dead workers' jobs FAIL
     return [v.to_json() for v in jobs.list_jobs(catalog_of(request), state=state,
                                                 sweep_id=sweep, limit=limit)]
 
