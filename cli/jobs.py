@@ -72,10 +72,12 @@ def submit(spec: str, overrides: tuple[str, ...], dry_run: bool, wait: bool | No
       zoo submit job.yaml --set prolora.r=16 --set 'sweep.train.seed=[0, 1, 2]'
       zoo submit job.yaml --address http://head:8265 --no-wait
     """
-    from zoo.client import direct_only
+    from zoo.client import remote_url
     from zoo.jobspec import load_specs
 
-    direct_only("submit")
+    if remote_url() is not None and not dry_run:
+        _submit_remote(spec, overrides, wait, address, as_json)
+        return
     specs = load_specs(spec, overrides=overrides)
     if dry_run:
         _dry_run(specs, as_json)
@@ -109,6 +111,33 @@ def submit(spec: str, overrides: tuple[str, ...], dry_run: bool, wait: bool | No
             click.echo(job_id)
     if result.states:
         _fail_unless_all_succeeded(result.states)
+
+
+def _submit_remote(spec: str, overrides: tuple[str, ...], wait: bool | None,
+                   address: str | None, as_json: bool) -> None:
+    """`zoo submit` through the team server: it submits to its own Ray cluster."""
+    from pathlib import Path
+
+    from zoo.cli.catalog import client
+    from zoo.errors import ConfigError
+
+    if address is not None:
+        raise ConfigError("--address does not apply through ZOO_URL: the server submits to "
+                          "its own Ray cluster")
+    with client() as zoo:
+        result = zoo.submit_spec(Path(spec).read_text(encoding="utf-8"), overrides)
+        if wait:
+            result["states"] = zoo.wait_jobs(result["job_ids"], timeout=None)
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"sweep {result['sweep_id']}: {len(result['job_ids'])} job(s) submitted "
+                   f"through the team server; follow them with "
+                   f"`zoo jobs ls --sweep {result['sweep_id'][:10]}`")
+        for job_id in result["job_ids"]:
+            click.echo(job_id if not result["states"] else f"{job_id}  {result['states'][job_id]}")
+    if result["states"]:
+        _fail_unless_all_succeeded(result["states"])
 
 
 def _dry_run(specs: list[Any], as_json: bool) -> None:

@@ -44,3 +44,25 @@ def test_jobs_through_the_server(served_sqlite, tmp_path):
     assert [(r["actor"], r["target"]) for r in cancels] == [("team-b", f"job:{mine}")]
     submits = json.loads(s.zoo("audit", "--verb", "submit", "--json").stdout)
     assert {r["target"] for r in submits} == {f"job:{j}" for j in (mine, other, theirs)}
+
+
+def test_submit_through_the_server_checks_token_name_and_locations(served_sqlite, tmp_path):
+    s = served_sqlite
+    spec = tmp_path / "job.yaml"
+
+    def write(name: str, train: str) -> str:
+        spec.write_text(f"name: {name}\nbase_model: org/model\ntask: causal-lm\n"
+                        f"data: {{train: '{train}'}}\nprolora: {{target_modules: [q_proj]}}\n")
+        return str(spec)
+
+    reader, team_b = s.token("r", "read"), s.token("team-b", "write", prefix="team-b.")
+    before = s.backend.counts()
+    assert s.zoo("submit", write("team-b.j", "s3://data/t.jsonl"), token=reader,
+                 ok=False).exit_code == 11
+    assert s.zoo("submit", write("team-a.j", "s3://data/t.jsonl"), token=team_b,
+                 ok=False).exit_code == 11
+    local = s.zoo("submit", write("team-b.j", "/etc/hostname"), token=team_b, ok=False)
+    assert local.exit_code == 2 and "is a path on the server" in local.stderr, local.output
+    nowhere = s.zoo("submit", write("team-b.j", "s3://data/t.jsonl"), token=team_b, ok=False)
+    assert nowhere.exit_code == 2 and "no Ray cluster" in nowhere.stderr, nowhere.output
+    assert s.backend.counts() == before

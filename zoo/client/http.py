@@ -282,6 +282,10 @@ class HttpClient:
         return out
 
 
+    def submit_spec(self, text: str, overrides: Sequence[str]) -> Json:
+        """Hand a spec to the server, which submits it to its Ray cluster (data: s3:// URIs)."""
+        return self.request("POST", "/jobs", body={"spec": text, "overrides": list(overrides)})
+
     def stream_log(self, job_id: str, write: Callable[[str], None], *, follow: bool,
                    poll_s: float = 1.0) -> None:
         """The server's log of the job, polled while it runs (as the direct follow does)."""
