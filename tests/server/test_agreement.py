@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from conftest import push_direct
+from server_fixtures import push_direct
 
 
 def both(s, *args: str) -> str:

@@ -11,7 +11,7 @@ import json
 import os
 from datetime import timedelta
 
-from conftest import push_direct
+from server_fixtures import push_direct
 
 REFUSED = 11  # zoo.errors.AuthError.exit_code
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import push_direct
+from server_fixtures import push_direct
 
 
 def test_eval_through_the_server(ray_local, served_sqlite, tmp_path):

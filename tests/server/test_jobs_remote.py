@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-from conftest import push_direct  # noqa: F401 - the shared fixtures come with conftest
-
 
 def _jobs(s, tmp_path, name: str, n: int = 1) -> list[str]:
     from zoo.jobspec import load_specs

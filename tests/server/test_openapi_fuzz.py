@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import Served, push_direct, run_server
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -14,6 +13,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from server_fixtures import Served, push_direct, run_server
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]

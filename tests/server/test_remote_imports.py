@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import push_direct
+from server_fixtures import push_direct
 
 HEAVY = ("sqlalchemy", "boto3", "botocore", "torch", "transformers", "ray", "fastapi", "httpx",
          "pydantic", "uvicorn")

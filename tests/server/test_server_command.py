@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 import sqlalchemy as sa
-from conftest import _free_port
+from server_fixtures import _free_port
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, str]:
