@@ -186,23 +186,23 @@ def gc(dry_run: bool, grace: str, force: bool, as_json: bool, catalog_url: str |
     Example:
       zoo gc --dry-run && zoo gc
     """
-    from zoo.client import direct_only
-    from zoo.storage.gc import gc as run_gc
+    from zoo.cli.catalog import client
 
-    direct_only("gc")
-    with opened(catalog_url, store_url) as (catalog, store):
-        report = run_gc(catalog, store, grace=grace, dry_run=dry_run, force=force)
+    with client(catalog_url, store_url) as zoo:
+        report = zoo.gc(grace=grace, dry_run=dry_run, force=force)
     if as_json:
-        _emit(report.to_dict())
+        _emit(report)
         return
     verb = "would remove" if dry_run else "removed"
-    for label, area in (("adapter blob", report.adapters), ("job artifact", report.jobs)):
-        for blob in area.removed:
-            click.echo(f"{verb} {label} sha256:{blob.digest} ({blob.size} bytes)")
-        for write in area.unfinished_removed:
-            click.echo(f"{verb} unfinished write {write.where}")
-        click.echo(f"{label}s: {verb} {len(area.removed)} orphan(s), {area.removed_bytes} "
-                   f"bytes; kept {len(area.kept_young)} younger than {grace}")
+    for label, area in (("adapter blob", report["adapter_blobs"]),
+                        ("job artifact", report["job_artifacts"])):
+        for blob in area["removed"]:
+            click.echo(f"{verb} {label} sha256:{blob['digest']} ({blob['size']} bytes)")
+        for write in area["unfinished_removed"]:
+            click.echo(f"{verb} unfinished write {write['where']}")
+        click.echo(f"{label}s: {verb} {len(area['removed'])} orphan(s), "
+                   f"{area['removed_bytes']} bytes; kept {len(area['kept_young'])} younger "
+                   f"than {grace}")
 
 
 def register(group: click.Group) -> None:

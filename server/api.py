@@ -406,6 +406,21 @@ def cancel_job(request: Request, job_id: str, token: Token = Depends(writer)) ->
         return cancel_jobs(catalog_of(request), [view.id], kill_local=False)
 
 
+class GcBody(BaseModel):
+    grace: str = Field(default="1h", max_length=32)
+    dry_run: bool = False
+    force: bool = False
+
+
+@router.post("/gc", summary="Remove blobs and job artifacts no catalog row needs (admin)")
+def collect_garbage(request: Request, body: GcBody, token: Token = Depends(admin)) -> Json:
+    from zoo.storage.gc import gc
+
+    with audit.acting_as(token.name):
+        return gc(catalog_of(request), store_of(request), grace=body.grace,
+                  dry_run=body.dry_run, force=body.force).to_dict()
+
+
 # ------------------------------------------------------------------------ tokens, audit
 @router.get("/tokens", summary="List tokens (never their secrets)")
 def list_tokens(request: Request, _token: Token = Depends(admin)) -> list[Json]:

@@ -182,3 +182,22 @@ def test_audit_names_each_change_and_alias_log_shows_every_move(served_sqlite, t
                                      remote=False).stdout)
     table = s.zoo("alias", "log", "team-b.m@prod").stdout
     assert table.count("alias.") == 4 and "team-b" in table
+
+
+def test_gc_through_the_server_needs_an_unprefixed_admin_token(served_sqlite, tmp_path):
+    s = served_sqlite
+    gone, _, digest = push_direct(s, tmp_path, "old", 1)
+    push_direct(s, tmp_path, "kept", 2)  # gc refuses to delete more than half the store
+    s.zoo("rm", gone, remote=False)
+    for token in (s.token("r", "read"), s.token("w", "write"),
+                  s.token("team-admin", "admin", prefix="team-b.")):
+        refused(s.zoo("gc", "--grace", "0", "--force", token=token, ok=False))
+    assert digest in s.backend.blob_digests()
+    dry = json.loads(s.zoo("gc", "--grace", "0", "--dry-run", "--json").stdout)
+    assert [b["digest"] for b in dry["adapter_blobs"]["removed"]] == [digest]
+    assert digest in s.backend.blob_digests()
+    out = s.zoo("gc", "--grace", "0").stdout
+    assert f"removed adapter blob sha256:{digest}" in out
+    assert digest not in s.backend.blob_digests()
+    [row] = json.loads(s.zoo("audit", "--verb", "gc", "--json").stdout)
+    assert row["actor"] == "root" and row["after"]["adapter_blobs"] == 1

@@ -59,6 +59,9 @@ class Client(Protocol):
         """Score the matching adapters on a dataset (a file or s3:// URI); the summary
         (``EvalSummary.to_dict()``). Results go to the catalog."""
 
+    def gc(self, *, grace: str, dry_run: bool, force: bool) -> Json:
+        """Remove what no catalog row needs (``GcReport.to_dict()``); admin only via a server."""
+
     def token_create(self, name: str, *, scope: str, prefix: str | None,
                      expires_s: float | None) -> Json:
         """The token's fields plus ``token``, its secret (shown once)."""

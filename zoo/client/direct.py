@@ -146,6 +146,11 @@ class DirectClient:
 
         return [v.to_json() for v in self.catalog.run(list_bases, readonly=True)]
 
+    def gc(self, *, grace: str, dry_run: bool, force: bool) -> Json:
+        from zoo.storage.gc import gc
+
+        return gc(self.catalog, self.store, grace=grace, dry_run=dry_run, force=force).to_dict()
+
     # --------------------------------------------------------------------- tokens, audit
     def token_create(self, name: str, *, scope: str, prefix: str | None,
                      expires_s: float | None) -> Json:

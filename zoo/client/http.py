@@ -249,6 +249,10 @@ class HttpClient:
     def bases(self) -> list[Json]:
         return self.request("GET", "/bases")
 
+    def gc(self, *, grace: str, dry_run: bool, force: bool) -> Json:
+        return self.request("POST", "/gc", body={"grace": grace, "dry_run": dry_run,
+                                                 "force": force})
+
     # ------------------------------------------------------------------ tokens, audit
     def token_create(self, name: str, *, scope: str, prefix: str | None,
                      expires_s: float | None) -> Json:
