@@ -73,6 +73,8 @@ class HttpClient:
             raise zerr.ConfigError(f"ZOO_URL {url!r} is not an http(s):// URL")
         self.url = url.rstrip("/")
         self._parts = parts
+        port = f":{parts.port}" if parts.port else ""
+        self.shown_url = f"{parts.scheme}://{parts.hostname}{port}{parts.path}"  # no user:pass
         self._token = token
         self._conn: Any = None
         self._timeout: float | None = TIMEOUT_S
@@ -122,7 +124,7 @@ class HttpClient:
                 conn.close()
                 self._conn = None
                 if attempt or not isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-                    raise zerr.ServerError(f"cannot reach the zoo server at {self.url}: "
+                    raise zerr.ServerError(f"cannot reach the zoo server at {self.shown_url}: "
                                            f"{type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
