@@ -72,8 +72,12 @@ def submit(spec: str, overrides: tuple[str, ...], dry_run: bool, wait: bool | No
       zoo submit job.yaml --set prolora.r=16 --set 'sweep.train.seed=[0, 1, 2]'
       zoo submit job.yaml --address http://head:8265 --no-wait
     """
+    from zoo.client import remote_url
     from zoo.jobspec import load_specs
 
+    if remote_url() is not None and not dry_run:
+        _submit_remote(spec, overrides, wait, address, as_json)
+        return
     specs = load_specs(spec, overrides=overrides)
     if dry_run:
         _dry_run(specs, as_json)
@@ -107,6 +111,33 @@ def submit(spec: str, overrides: tuple[str, ...], dry_run: bool, wait: bool | No
             click.echo(job_id)
     if result.states:
         _fail_unless_all_succeeded(result.states)
+
+
+def _submit_remote(spec: str, overrides: tuple[str, ...], wait: bool | None,
+                   address: str | None, as_json: bool) -> None:
+    """`zoo submit` through the team server: it submits to its own Ray cluster."""
+    from pathlib import Path
+
+    from zoo.cli.catalog import client
+    from zoo.errors import ConfigError
+
+    if address is not None:
+        raise ConfigError("--address does not apply through ZOO_URL: the server submits to "
+                          "its own Ray cluster")
+    with client() as zoo:
+        result = zoo.submit_spec(Path(spec).read_text(encoding="utf-8"), overrides)
+        if wait:
+            result["states"] = zoo.wait_jobs(result["job_ids"], timeout=None)
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"sweep {result['sweep_id']}: {len(result['job_ids'])} job(s) submitted "
+                   f"through the team server; follow them with "
+                   f"`zoo jobs ls --sweep {result['sweep_id'][:10]}`")
+        for job_id in result["job_ids"]:
+            click.echo(job_id if not result["states"] else f"{job_id}  {result['states'][job_id]}")
+    if result["states"]:
+        _fail_unless_all_succeeded(result["states"])
 
 
 def _dry_run(specs: list[Any], as_json: bool) -> None:
@@ -161,18 +192,19 @@ def job_columns() -> list[Any]:
     """The columns of a job table, most important first (lower priority = kept longer)."""
     from zoo.cli.output import Column
 
-    def when(v: Any) -> str:
-        return v.submitted_at.isoformat()[:16].replace("T", " ") if v.submitted_at else ""
+    def when(v: dict[str, Any]) -> str:
+        return v["submitted_at"][:16].replace("T", " ") if v["submitted_at"] else ""
 
     return [
-        Column("ID", lambda v: v.id, cut=False),
-        Column("NAME", lambda v: v.name, min_width=10),
-        Column("STATE", lambda v: v.state, cut=False),
-        Column("ATTEMPT", lambda v: f"{v.attempt}/{v.max_retries + 1}", priority=4, cut=False),
-        Column("NODE", lambda v: v.node or "", priority=5, min_width=8),
-        Column("ADAPTER", lambda v: v.adapter_id or "", priority=2, cut=False),
+        Column("ID", lambda v: v["id"], cut=False),
+        Column("NAME", lambda v: v["name"], min_width=10),
+        Column("STATE", lambda v: v["state"], cut=False),
+        Column("ATTEMPT", lambda v: f"{v['attempt']}/{v['max_retries'] + 1}", priority=4,
+               cut=False),
+        Column("NODE", lambda v: v["node"] or "", priority=5, min_width=8),
+        Column("ADAPTER", lambda v: v["adapter_id"] or "", priority=2, cut=False),
         Column("SUBMITTED", when, priority=3, cut=False),
-        Column("ERROR", lambda v: v.error or "", priority=1, min_width=10),
+        Column("ERROR", lambda v: v["error"] or "", priority=1, min_width=10),
     ]
 
 
@@ -193,13 +225,12 @@ def ls(state: str | None, sweep_id: str | None, limit: int, wide: bool, as_json:
       zoo jobs ls --state running
       zoo jobs ls --sweep 01m8k2 --json
     """
-    from zoo.storage import jobs as job_api
+    from zoo.cli.catalog import client
 
-    with _catalog(_settings()) as catalog:
-        job_api.reap_stale(catalog)
-        views = job_api.list_jobs(catalog, state=state, sweep_id=sweep_id, limit=limit)
+    with client() as zoo:
+        views = zoo.jobs_ls(state=state, sweep_id=sweep_id, limit=limit)
     if as_json:
-        _echo_json([v.to_json() for v in views])
+        _echo_json(views)
         return
     from zoo.cli.output import print_table
 
@@ -216,11 +247,10 @@ def show(job_id: str, as_json: bool) -> None:
     Example:
       zoo jobs show 01m8k2
     """
-    from zoo.storage import jobs as job_api
+    from zoo.cli.catalog import client
 
-    with _catalog(_settings()) as catalog:
-        view = job_api.get_job(catalog, job_id)
-    data = view.to_json()
+    with client() as zoo:
+        data = zoo.job_show(job_id)
     if as_json:
         _echo_json(data)
         return
@@ -244,12 +274,10 @@ def logs(job_id: str, follow: bool) -> None:
     Example:
       zoo jobs logs 01m8k2 --follow
     """
-    from zoo.workers.control import stream_log
+    from zoo.cli.catalog import client
 
-    settings = _settings()
-    with _catalog(settings) as catalog:
-        stream_log(catalog, settings.store_url, job_id,
-                   lambda text: click.echo(text, nl=False), follow=follow)
+    with client() as zoo:
+        zoo.stream_log(job_id, lambda text: click.echo(text, nl=False), follow=follow)
 
 
 @jobs.command(short_help="Cancel jobs and kill their training processes.")
@@ -262,10 +290,10 @@ def cancel(job_ids: tuple[str, ...]) -> None:
     Example:
       zoo jobs cancel 01m8k2 01m8k3
     """
-    from zoo.workers.control import cancel_jobs
+    from zoo.cli.catalog import client
 
-    with _catalog(_settings()) as catalog:
-        outcomes = cancel_jobs(catalog, job_ids)
+    with client() as zoo:
+        outcomes = zoo.job_cancel(job_ids)
     for job_id, outcome in outcomes.items():
         click.echo(f"{job_id}  {outcome}")
 
@@ -282,13 +310,10 @@ def wait(job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None
     Example:
       zoo jobs wait 01m8k2 01m8k3 --timeout 3600
     """
-    from zoo.storage import jobs as job_api
-    from zoo.workers.submit import wait_jobs
+    from zoo.cli.catalog import client
 
-    settings = _settings()
-    with _catalog(settings) as catalog:
-        ids = [job_api.get_job(catalog, j).id for j in job_ids]
-        states = wait_jobs(catalog, ids, timeout=timeout, address=settings.ray_address)
+    with client() as zoo:
+        states = zoo.wait_jobs(job_ids, timeout=timeout)
     if as_json:
         _echo_json(states)
     else:

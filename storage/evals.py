@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from zoo.batch_eval import LOWER_IS_BETTER
 from zoo.errors import AmbiguousRefError, ConfigError, NotFoundError
 from zoo.files import sha256_file
+from zoo.storage import audit
 from zoo.storage.bases import BaseLocation
 from zoo.storage.db import Catalog
 from zoo.storage.query import DATASET_PREFIX, DATASET_PREFIX_MIN, compile_query
@@ -26,7 +28,6 @@ from zoo.storage.tables import AdapterRow, BaseModelRow, EvalRow, dataset_label,
 from zoo.untrusted import clip
 
 ERROR_METRIC = "error"
-LOWER_IS_BETTER = ("loss", "perplexity")
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,12 @@ def write_results(catalog: Catalog, results: Sequence[dict[str, Any]], *, finger
         else:
             rows.extend(dict(metric=m, value=float(v), **common)
                         for m, v in sorted(res["metrics"].items()))
-    catalog.run(lambda session: insert_eval_results(session, rows))
+    def run(session: Session) -> None:
+        insert_eval_results(session, rows)
+        audit.record(session, "eval", dataset_label(dataset_name[:256], fingerprint), after={
+            "adapters": len(results), "errors": sum(bool(r["error"]) for r in results)})
+
+    catalog.run(run)
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,20 @@ class CatalogBusyError(ZooError, TimeoutError):
     """The catalog stayed locked by other writers longer than the retry budget."""
 
     exit_code = 10
+
+
+class AuthError(ZooError, PermissionError):
+    """The team server refused a request: no token, a bad, revoked or expired one (HTTP 401),
+    or one whose scope or name prefix does not allow it (HTTP 403)."""
+
+    exit_code = 11
+
+
+class ForbiddenError(AuthError):
+    """The token is valid but its scope or name prefix does not allow this (HTTP 403)."""
+
+
+class ServerError(ZooError, ConnectionError):
+    """The team server (``ZOO_URL``) cannot be reached or answered without an error body."""
+
+    exit_code = 7
