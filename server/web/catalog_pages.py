@@ -1,0 +1,102 @@
+"""The catalog page (query box, sortable columns, keyset paging) and the adapter page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+
+from zoo.errors import QuerySyntaxError, ZooError
+from zoo.server.web import paging
+from zoo.server.web import session as web
+from zoo.server.web.context import read
+from zoo.server.web.render import Timer, WebRoute, page
+from zoo.storage import catalog as cat
+from zoo.storage.jobs import get_job
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+PAGE_SIZE = 50
+# Columns a header click sorts by: each walks an index ending in the id, so any page of a
+# 100k-adapter catalog is an index range scan, never a sort of every row.
+SORTABLE = ("created", "name", "task", "r", "params")
+DEFAULT_SORT = "-created"
+
+
+def _sort_links(sort: str) -> dict[str, str]:
+    """For each sortable column, the sort a click on its header asks for (toggles direction)."""
+    field, descending = sort.lstrip("-"), sort.startswith("-")
+    out = {}
+    for column in SORTABLE:
+        if column == field:
+            out[column] = column if descending else f"-{column}"
+        else:
+            out[column] = f"-{column}" if column == "created" else column
+    return out
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    web.require(request)
+    return RedirectResponse("/adapters", status_code=303)
+
+
+@router.get("/adapters")
+def catalog_page(request: Request, q: str = "", sort: str = DEFAULT_SORT,
+                 after: str = "") -> Response:
+    """One page of adapters matching the query, in the chosen order, after a keyset cursor."""
+    session = web.require(request)
+    if sort.lstrip("-") not in SORTABLE:
+        raise QuerySyntaxError(f"cannot sort the catalog page by {sort!r}; "
+                               f"choose one of {', '.join(SORTABLE)} (prefix - for descending)")
+    timer, cursor, error = Timer(), paging.decode(after), None
+    rows: list[dict[str, Any]] = []
+    total, next_after = 0, None
+    try:
+        rows, total, next_after = timer(lambda: read(request, lambda s: _page(s, q, sort, cursor)))
+    except QuerySyntaxError as exc:  # shown under the query box, the query kept for editing
+        error = str(exc)
+    return page(request, "catalog.html", session=session, timer=timer,
+                status=400 if error else 200, rows=rows, total=total, q=q, sort=sort,
+                sort_links=_sort_links(sort), error=error, after=after,
+                next_cursor=paging.encode(next_after) if next_after else None)
+
+
+def _page(s: Session, q: str, sort: str, cursor: tuple[Any, str] | None) -> tuple[Any, ...]:
+    found = cat.list_adapters(s, q or None, sort, PAGE_SIZE, cursor)
+    rows = [cat.adapter_to_dict(row, config=False) for row in found]
+    return rows, cat.count_adapters(s, q or None), found.next_after
+
+
+@router.get("/adapters/{ref}")
+def adapter_page(request: Request, ref: str) -> Response:
+    """Everything about one adapter: config, size, base, lineage, metrics, labels, pulling."""
+    session = web.require(request)
+    timer = Timer()
+    adapter = timer(lambda: read(request, lambda s: cat.adapter_to_dict(cat.resolve_ref(s, ref))))
+    job = timer(lambda: _job(request, adapter.get("job_id")))
+    history = timer(lambda: read(request, lambda s: _alias_history(s, adapter["aliases"])))
+    return page(request, "adapter.html", session=session, timer=timer, a=adapter, job=job,
+                history=history, config=adapter["config"],
+                pull_command=f"zoo pull {adapter['id']} -o adapters/",
+                download_url=f"/api/v1/adapters/{adapter['id']}/download")
+
+
+def _job(request: Request, job_id: str | None) -> Any:
+    """The job that trained the adapter, when the catalog still has its row."""
+    if not job_id:
+        return None
+    from zoo.server.web.context import catalog_of
+
+    try:
+        return get_job(catalog_of(request), job_id)
+    except ZooError:
+        return None
+
+
+def _alias_history(s: Session, aliases: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every move of each of the adapter's aliases (the audit trail), newest first."""
+    from zoo.storage.audit import alias_history
+
+    return {ref: list(reversed(alias_history(s, ref))) for ref in aliases}
