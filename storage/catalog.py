@@ -43,6 +43,7 @@ from zoo.names import (
     validate_digest,
     validate_name,
 )
+from zoo.storage import audit
 from zoo.storage.query import after_condition, compile_query, order_by, parse_sort
 from zoo.storage.sql import insert_ignoring_conflicts, upsert
 from zoo.storage.tables import (
@@ -244,7 +245,9 @@ def add_planned(session: Session, plan: AdapterWrite, *, base: str | None = None
         if existing is None:
             raise ConflictError(f"adapter id {values['id']} collided; publish again")
         _label(session, existing, plan.tags, plan.aliases)
+        _audit_publish(session, plan, existing, new=False)
         return _loaded(session, existing)
+    _audit_publish(session, plan, values["id"], new=True)
     # A new row's listing fields are exactly what was just written: no reload query.
     base = BaseModelRow(id=base_row.id, name=base_row.name, digest=base_row.digest,
                         location=base_row.location)
@@ -255,6 +258,27 @@ def add_planned(session: Session, plan: AdapterWrite, *, base: str | None = None
     setattr(row, _EXTRAS, Extras(tags=sorted({str(t) for t in plan.tags}),
                                  aliases=[f"{n}@{a}" for n, a in plan.aliases]))
     return row
+
+
+def _audit_publish(session: Session, plan: AdapterWrite, adapter_id: str, *, new: bool) -> None:
+    """The audit rows of a publish, in ONE insert: the push (or the tags a re-push added) and
+    each alias it moved."""
+    name = plan.values["name"]
+    rows = [audit.entry("alias.set", f"{n}@{a}", after=adapter_id)
+            for n, a in plan.aliases]
+    if new:
+        rows.insert(0, audit.entry("push", f"{name} {adapter_id}", after={
+            "id": adapter_id, "name": name, "digest": plan.values["digest"],
+            "tags": sorted(str(t) for t in plan.tags), "job_id": plan.values["job_id"]}))
+    elif plan.tags:
+        rows.insert(0, audit.entry("tag", f"{name} {adapter_id}",
+                                   after=sorted(str(t) for t in plan.tags)))
+    audit.record_many(session, rows)
+
+
+def _tag_list(session: Session, adapter_id: str) -> list[str]:
+    return sorted(str(k) if not v else f"{k}={v}" for k, v in session.execute(
+        select(TagRow.key, TagRow.value).where(TagRow.adapter_id == adapter_id)))
 
 
 def _loaded(session: Session, adapter_id: str) -> AdapterRow:
@@ -301,8 +325,12 @@ def add_tags(session: Session, ref: str | AdapterRow, tags: Iterable[str]) -> Ad
     if not tag_list:
         raise InvalidNameError("no tags given")
     adapter = _resolve_id(session, ref)
+    before = _tag_list(session, adapter)
     _label(session, adapter, tag_list, ())
-    return _loaded(session, adapter)
+    row = _loaded(session, adapter)
+    audit.record(session, "tag", f"{row.name} {adapter}", before=before,
+                 after=list(getattr(row, _EXTRAS).tags))
+    return row
 
 
 def remove_tags(session: Session, ref: str | AdapterRow, tags: Iterable[str]) -> AdapterRow:
@@ -311,12 +339,16 @@ def remove_tags(session: Session, ref: str | AdapterRow, tags: Iterable[str]) ->
     if not tag_list:
         raise InvalidNameError("no tags given")
     adapter = _resolve_id(session, ref)
+    before = _tag_list(session, adapter)
     for tag in tag_list:
         stmt = delete(TagRow).where(TagRow.adapter_id == adapter, TagRow.key == tag.key)
         if tag.value:
             stmt = stmt.where(TagRow.value == tag.value)
         session.execute(stmt)
-    return _loaded(session, adapter)
+    row = _loaded(session, adapter)
+    audit.record(session, "untag", f"{row.name} {adapter}", before=before,
+                 after=list(getattr(row, _EXTRAS).tags))
+    return row
 
 
 def set_alias(session: Session, name_alias: str, ref: str | AdapterRow) -> AdapterRow:
@@ -324,7 +356,10 @@ def set_alias(session: Session, name_alias: str, ref: str | AdapterRow) -> Adapt
     name, alias = parse_name_alias(name_alias)
     adapter = resolve_ref(session, ref) if isinstance(ref, str) else ref
     _check_alias_name(adapter.name, name, alias)
+    before = session.scalar(select(AliasRow.adapter_id).where(AliasRow.name == name,
+                                                              AliasRow.alias == alias))
     _upsert_alias(session, name, alias, adapter.id)
+    audit.record(session, "alias.set", f"{name}@{alias}", before=before, after=adapter.id)
     return _loaded(session, adapter.id)
 
 
@@ -337,6 +372,7 @@ def remove_alias(session: Session, name_alias: str) -> str:
     ).first()
     if row is None:
         raise NotFoundError(f"no alias {name}@{alias}")
+    audit.record(session, "alias.rm", f"{name}@{alias}", before=str(row[0]))
     return str(row[0])
 
 
@@ -374,6 +410,10 @@ def remove_adapters(session: Session, refs: Iterable[str], *, force: bool = Fals
     for table in (TagRow, AliasRow, EvalRow):  # explicit: SQLite enforces no cascade unasked
         session.execute(delete(table).where(table.adapter_id.in_(ids)))
     session.execute(delete(AdapterRow).where(AdapterRow.id.in_(ids)))
+    audit.record_many(session, [audit.entry("rm", f"{d['name']} {d['id']}", before=d)
+                                for d in removed]
+                      + [audit.entry("alias.rm", a, before=d["id"])
+                         for d in removed for a in d["aliases"]])
     return removed
 
 

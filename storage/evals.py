@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from zoo.errors import AmbiguousRefError, ConfigError, NotFoundError
 from zoo.files import sha256_file
+from zoo.storage import audit
 from zoo.storage.bases import BaseLocation
 from zoo.storage.db import Catalog
 from zoo.storage.query import DATASET_PREFIX, DATASET_PREFIX_MIN, compile_query
@@ -110,7 +111,12 @@ def write_results(catalog: Catalog, results: Sequence[dict[str, Any]], *, finger
         else:
             rows.extend(dict(metric=m, value=float(v), **common)
                         for m, v in sorted(res["metrics"].items()))
-    catalog.run(lambda session: insert_eval_results(session, rows))
+    def run(session: Session) -> None:
+        insert_eval_results(session, rows)
+        audit.record(session, "eval", dataset_label(dataset_name[:256], fingerprint), after={
+            "adapters": len(results), "errors": sum(bool(r["error"]) for r in results)})
+
+    catalog.run(run)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from zoo.durations import parse_duration
 from zoo.errors import IntegrityError
-from zoo.storage import staging
+from zoo.storage import audit, staging
 from zoo.storage.blobstore import BlobInfo, BlobStore, UnfinishedWrite
 from zoo.storage.db import Catalog
 from zoo.storage.tables import AdapterRow, JobRow
@@ -84,7 +84,12 @@ def gc(catalog: Catalog, store: BlobStore, *, grace: str | float = "1h", dry_run
                        dry_run=dry_run, force=force, what="adapter blobs")
     jobs = collect(artifacts, lambda: referenced_artifacts(catalog, artifacts), grace_s=grace_s,
                    dry_run=dry_run, force=force, what="job artifacts")
-    return GcReport(dry_run, grace_s, adapters, jobs)
+    report = GcReport(dry_run, grace_s, adapters, jobs)
+    if not dry_run:  # the blobs are gone already: the row records what went
+        catalog.run(lambda s: audit.record(s, "gc", store.url, after={
+            "adapter_blobs": len(adapters.removed), "job_artifacts": len(jobs.removed),
+            "bytes": adapters.removed_bytes + jobs.removed_bytes}))
+    return report
 
 
 def referenced_adapters(catalog: Catalog) -> set[str]:

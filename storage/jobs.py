@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from zoo.errors import AmbiguousRefError, JobError, NotFoundError
 from zoo.job_state import ACTIVE, TERMINAL, JobState
 from zoo.jobspec import JobSpec
+from zoo.storage import audit
 from zoo.storage.db import Catalog
 from zoo.storage.tables import JobRow, new_id
 
@@ -94,8 +95,9 @@ def _one_line(text: str) -> str:
 
 
 def _update(catalog: Catalog, job_id: str, sources: Sequence[str], values: dict[str, Any],
-            *, extra: Any = None) -> bool:
-    """Guarded UPDATE; True when this call moved the row."""
+            *, extra: Any = None, audited: tuple[str, str, Any] | None = None) -> bool:
+    """Guarded UPDATE; True when this call moved the row. ``audited`` (verb, target, after):
+    an audit row written with the move, in its transaction."""
     cond = sa.and_(JobRow.id == job_id, JobRow.state.in_([str(s) for s in sources]))
     values = {k: str(v) if isinstance(v, JobState) else v for k, v in values.items()}
     if extra is not None:
@@ -103,6 +105,8 @@ def _update(catalog: Catalog, job_id: str, sources: Sequence[str], values: dict[
 
     def run(session: Session) -> bool:
         result = session.execute(sa.update(JobRow).where(cond).values(**values))
+        if audited is not None and result.rowcount == 1:
+            audit.record(session, audited[0], audited[1], after=audited[2])
         return result.rowcount == 1
 
     return bool(catalog.run(run))
@@ -120,6 +124,9 @@ def create_jobs(catalog: Catalog, specs: Sequence[JobSpec], *, sweep_id: str | N
     ids = [new_id() for _ in specs]
 
     def run(session: Session) -> None:
+        audit.record_many(session, [audit.entry("submit", f"job:{job_id}", after={
+            "name": spec.display_name[:200], "sweep_id": sweep_id})
+            for job_id, spec in zip(ids, specs, strict=True)])
         session.execute(sa.insert(JobRow), [
             {"id": job_id, "sweep_id": sweep_id, "name": spec.display_name[:200],
              "spec": spec.to_json(), "state": PENDING.value, "attempt": 0,
@@ -282,7 +289,8 @@ def mark_failed(catalog: Catalog, job_id: str, reason: str, *, attempt: int | No
 def mark_cancelled(catalog: Catalog, job_id: str, reason: str = "cancelled by user") -> bool:
     """CANCELLED unless already terminal; True if this call cancelled it."""
     return _update(catalog, job_id, ACTIVE,
-                   {"state": CANCELLED, "error": _one_line(reason), "finished_at": utcnow()})
+                   {"state": CANCELLED, "error": _one_line(reason), "finished_at": utcnow()},
+                   audited=("cancel", f"job:{job_id}", {"reason": _one_line(reason)}))
 
 
 def reap_stale(catalog: Catalog, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:

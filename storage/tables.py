@@ -262,6 +262,43 @@ class EvalRow(Base):
     adapter: Mapped[AdapterRow] = relationship(lazy="raise", back_populates="eval_results")
 
 
+class TokenRow(Base):
+    """An API token of the team server: only the sha256 of its secret is stored.
+
+    ``scope`` is read, write or admin; ``prefix`` (when set) limits the token's writes to
+    adapter names, and their aliases, that start with it."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(CHAR(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    prefix: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditRow(Base):
+    """One change to the catalog: when, who (a token name or ``local:<user>``), what.
+
+    ``before``/``after`` are JSON text (or NULL). Written in the transaction of the change it
+    records, so a change and its audit row commit or vanish together."""
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_target_id", "target", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    verb: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(512))
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
 
 
 class CatalogMeta(Base):

@@ -107,3 +107,10 @@ class CatalogBusyError(ZooError, TimeoutError):
     """The catalog stayed locked by other writers longer than the retry budget."""
 
     exit_code = 10
+
+
+class AuthError(ZooError, PermissionError):
+    """The team server refused a request: no token, a bad, revoked or expired one (HTTP 401),
+    or one whose scope or name prefix does not allow it (HTTP 403)."""
+
+    exit_code = 11

@@ -79,9 +79,10 @@ def test_upgrade_from_0001_keeps_the_jobs_and_adds_log_text(catalog_url):
             command.upgrade(schema.alembic_config(conn), "0001")
             conn.execute(sa.text("INSERT INTO jobs (id, name, spec, state, attempt, max_retries) "
                                  "VALUES ('job-1', 'old', '{}', 'SUCCEEDED', 1, 0)"))
-        with pytest.raises(SchemaVersionError, match="older than this code's 0003; run `zoo init`"):
+        with pytest.raises(SchemaVersionError,
+                           match=f"older than this code's {schema.HEAD_REVISION}; run `zoo init`"):
             open_catalog(catalog_url)
-        assert init_catalog(catalog_url) == ("0001", "0003")
+        assert init_catalog(catalog_url) == ("0001", schema.HEAD_REVISION)
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT id, name, log_text FROM jobs")).all()
         assert [tuple(r) for r in rows] == [("job-1", "old", None)]
@@ -105,7 +106,7 @@ def test_upgrade_from_0002_adds_the_base_registry(catalog_url):
         with engine.begin() as conn:
             command.upgrade(schema.alembic_config(conn), "0002")
             conn.execute(sa.text("INSERT INTO base_models (name, digest) VALUES ('b', 'd')"))
-        assert init_catalog(catalog_url) == ("0002", "0003")
+        assert init_catalog(catalog_url) == ("0002", schema.HEAD_REVISION)
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT name, digest, location FROM base_models")).all()
             assert [tuple(r) for r in rows] == [("b", "d", None)]
