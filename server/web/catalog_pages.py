@@ -52,7 +52,7 @@ def catalog_page(request: Request, q: str = "", sort: str = DEFAULT_SORT,
                                f"choose one of {', '.join(SORTABLE)} (prefix - for descending)")
     timer, cursor, error = Timer(), paging.decode(after), None
     rows: list[dict[str, Any]] = []
-    total, next_after = 0, None
+    total, next_after = None, None
     try:
         rows, total, next_after = timer(lambda: read(request, lambda s: _page(s, q, sort, cursor)))
     except QuerySyntaxError as exc:  # shown under the query box, the query kept for editing
@@ -64,9 +64,18 @@ def catalog_page(request: Request, q: str = "", sort: str = DEFAULT_SORT,
 
 
 def _page(s: Session, q: str, sort: str, cursor: tuple[Any, str] | None) -> tuple[Any, ...]:
+    """The rows, the number of matches when it is cheap to know, and the next cursor.
+
+    The catalog's size is one index count; the matches of a query are counted only when they
+    fit on this first page (counting every match of a broad query means visiting each of
+    100k rows, and keyset paging does not need the total)."""
     found = cat.list_adapters(s, q or None, sort, PAGE_SIZE, cursor)
     rows = [cat.adapter_to_dict(row, config=False) for row in found]
-    return rows, cat.count_adapters(s, q or None), found.next_after
+    if not q:
+        total = cat.count_adapters(s, None)
+    else:
+        total = len(rows) if cursor is None and found.next_after is None else None
+    return rows, total, found.next_after
 
 
 @router.get("/adapters/{ref}")
