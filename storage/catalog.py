@@ -62,7 +62,8 @@ __all__ = [
     "AdapterWrite", "Extras", "LOADERS", "Page", "add_adapter", "add_planned", "add_tags",
     "adapter_to_dict", "adapters_by_id", "count_adapters", "insert_adapter", "iter_adapters",
     "list_adapters", "list_aliases",
-    "load_extras", "plan_adapter", "referenced_digests", "remove_adapters", "remove_alias",
+    "load_extras", "plan_adapter", "referenced_digest", "referenced_digests", "remove_adapters",
+    "remove_alias",
     "remove_tags",
     "resolve_many", "resolve_ref", "selection_query", "set_alias",
 ]
@@ -517,6 +518,12 @@ def resolve_many(
 def referenced_digests(session: Session) -> set[str]:
     """Every digest a catalog row references (gc must never delete these)."""
     return set(session.scalars(select(AdapterRow.digest).distinct()))
+
+
+def referenced_digest(session: Session, digest: str) -> bool:
+    """Whether an adapter row references this blob (the server serves no other blob)."""
+    return session.scalar(select(AdapterRow.id).where(AdapterRow.digest == digest).limit(1)
+                          ) is not None
 
 
 class Page(list):  # type: ignore[type-arg]

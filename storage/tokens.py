@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
-from zoo.errors import AuthError, ConfigError, ConflictError, NotFoundError
+from zoo.errors import ConfigError, ConflictError, ForbiddenError, NotFoundError
 from zoo.names import validate_name
 from zoo.storage import audit
 from zoo.storage.db import Catalog
@@ -57,9 +57,9 @@ class Token:
         if self.may(scope, adapter_name):
             return
         if SCOPES.index(self.scope) < SCOPES.index(scope):
-            raise AuthError(f"token {self.name!r} has scope {self.scope}; this needs {scope}")
+            raise ForbiddenError(f"token {self.name!r} has scope {self.scope}; this needs {scope}")
         what = f"adapter name {adapter_name!r}" if adapter_name else "this (it names no adapter)"
-        raise AuthError(f"token {self.name!r} may write only names starting with "
+        raise ForbiddenError(f"token {self.name!r} may write only names starting with "
                         f"{self.prefix!r}, not {what}")
 
     def to_dict(self) -> dict[str, Any]:

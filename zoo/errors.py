@@ -114,3 +114,7 @@ class AuthError(ZooError, PermissionError):
     or one whose scope or name prefix does not allow it (HTTP 403)."""
 
     exit_code = 11
+
+
+class ForbiddenError(AuthError):
+    """The token is valid but its scope or name prefix does not allow this (HTTP 403)."""

@@ -1,0 +1,73 @@
+"""The client interface every CLI verb is written against (MLflow's tracking client over a
+REST store or a SQL store is the model). Every method returns plain JSON-ready values, the
+same ones ``--json`` prints, so the two implementations agree by construction and the output
+of a verb does not depend on how the catalog was reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+Json = dict[str, Any]
+ProgressFn = Callable[[int, int, int], None]
+
+
+class Client(Protocol):
+    """What the CLI can ask of the zoo. Errors are the typed errors of ``zoo.errors``."""
+
+    def list_adapters(self, query: str, sort: str, limit: int) -> tuple[list[Json], int | None]:
+        """One page (no config) and, when the page is full, how many match in all."""
+
+    def iter_adapters(self, query: str, sort: str) -> Iterator[Json]:
+        """Every match, streamed page by page."""
+
+    def show(self, ref: str) -> Json: ...
+
+    def tag(self, ref: str, tags: Sequence[str]) -> Json: ...
+
+    def untag(self, ref: str, tags: Sequence[str]) -> Json: ...
+
+    def alias_set(self, name_alias: str, ref: str) -> str:
+        """Point the alias; returns the adapter id."""
+
+    def alias_rm(self, name_alias: str) -> str:
+        """Remove the alias; returns the adapter id it pointed to."""
+
+    def alias_ls(self, name: str | None) -> list[Json]: ...
+
+    def alias_log(self, name_alias: str) -> list[Json]: ...
+
+    def remove(self, refs: Sequence[str], force: bool) -> list[Json]: ...
+
+    def push(self, path: str, *, name: str, tags: Sequence[str], aliases: Sequence[str],
+             base: str | None) -> Json:
+        """The pushed adapter (``adapter_to_dict``) plus ``uploaded``."""
+
+    def pull(self, refs: Sequence[str], *, out_dir: str, tag: str | None, query: str | None,
+             format: str, workers: int, progress: ProgressFn | None) -> Json:
+        """``PullResult.to_dict()``: every file verified by sha256 on this machine."""
+
+    def leaderboard(self, *, dataset: str, metric: str, query: str | None,
+                    limit: int) -> list[Json]: ...
+
+    def bases(self) -> list[Json]: ...
+
+    def token_create(self, name: str, *, scope: str, prefix: str | None,
+                     expires_s: float | None) -> Json:
+        """The token's fields plus ``token``, its secret (shown once)."""
+
+    def token_ls(self) -> list[Json]: ...
+
+    def token_revoke(self, name: str) -> Json: ...
+
+    def audit(self, *, since_s: float | None, verb: str | None, target: str | None,
+              limit: int) -> list[Json]: ...
+
+    def jobs_ls(self, *, state: str | None, sweep_id: str | None, limit: int) -> list[Json]: ...
+
+    def job_show(self, job_id: str) -> Json: ...
+
+    def job_cancel(self, job_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
