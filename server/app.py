@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from zoo import __version__
-from zoo.server import errors
+from zoo.server import errors, web
 from zoo.server.api import router
 from zoo.settings import Settings
 
@@ -86,5 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(router)
+    app.include_router(web.router)  # the web catalog's pages
     app.openapi = _error_schemas(app)  # type: ignore[method-assign]
     return app

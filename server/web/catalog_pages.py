@@ -89,7 +89,8 @@ def adapter_page(request: Request, ref: str) -> Response:
     return page(request, "adapter.html", session=session, timer=timer, a=adapter, job=job,
                 history=history, config=adapter["config"],
                 pull_command=f"zoo pull {adapter['id']} -o adapters/",
-                download_url=f"/api/v1/adapters/{adapter['id']}/download")
+                download_url=f"/api/v1/blobs/{adapter['digest']}",
+                download_name=f"{adapter['name']}-{adapter['id']}.safetensors")
 
 
 def _job(request: Request, job_id: str | None) -> Any:

@@ -130,6 +130,7 @@ def _jobs(catalog: Any, store_url: str, work: Path, facts: Seeded) -> None:
     (log shipped to the store) and a pending one."""
     from zoo.jobspec import load_specs
     from zoo.storage import jobs, staging
+    from zoo.storage.blobstore import open_store
     from zoo.storage.catalog import add_adapter
 
     work.mkdir(parents=True, exist_ok=True)
@@ -145,8 +146,12 @@ def _jobs(catalog: Any, store_url: str, work: Path, facts: Seeded) -> None:
     done = facts.jobs["succeeded"]
     _, attempt = jobs.start_attempt(catalog, done, node="worker-1", pid=4242)
 
+    blob = b"zoo adapter bytes the browser downloads\n" * 64  # a real blob in the store
+    blob_digest = hashlib.sha256(blob).hexdigest()
+    open_store(store_url).put_bytes(blob_digest, blob)
+
     def publish(s: Any) -> None:
-        row = add_adapter(s, digest=digest("trained"), size=7777, name="sentiment",
+        row = add_adapter(s, digest=blob_digest, size=len(blob), name="sentiment",
                           config=adapter_config(r=4, u=1, share=2), job_id=done,
                           dataset_fingerprint=digest("sst2-train"))
         facts.real["trained"] = row.id
