@@ -87,9 +87,11 @@ def render_svg(rows: list[dict[str, Any]], *, metric: str, higher_is_better: boo
                      f'cx="{x(row["params"]):.1f}" cy="{y(row["value"]):.1f}" r="4.5" '
                      f'fill="{colours[config_label(row)]}" fill-opacity="0.8">'
                      f"<title>{escape(tip)}</title></circle></a>")
-    for row in rows[:LABELLED]:
-        parts.append(f'<text class="label" x="{x(row["params"]) + 7:.1f}" '
-                     f'y="{y(row["value"]) - 6:.1f}" font-size="10">'
+    for row in rows[:LABELLED]:  # named to the right of the point, or to its left near the edge
+        px, right_edge = x(row["params"]), x(row["params"]) > LEFT + 0.7 * plot_w
+        parts.append(f'<text class="label" x="{px - 7 if right_edge else px + 7:.1f}" '
+                     f'y="{y(row["value"]) - 6:.1f}" font-size="10" '
+                     f'text-anchor="{"end" if right_edge else "start"}">'
                      f"#{row['rank']} {escape(row['name'])}</text>")
     parts += _legend(rows, colours)
     parts.append("</svg>")
@@ -141,7 +143,7 @@ def _legend(rows: list[dict[str, Any]], colours: dict[str, str]) -> list[str]:
     counts: dict[str, int] = {}
     for row in rows:
         counts[config_label(row)] = counts.get(config_label(row), 0) + 1
-    left, out = WIDTH - RIGHT + 14, []
+    left, out = WIDTH - RIGHT + 22, []
     for i, (label, colour) in enumerate(colours.items()):
         top = TOP + 8 + 16 * i
         out.append(f'<circle cx="{left}" cy="{top}" r="4.5" fill="{colour}"/>')
