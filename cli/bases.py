@@ -40,8 +40,10 @@ def base_add(name: str, location: str, upload: bool, as_json: bool, catalog_url:
       zoo base add minilm ./models/minilm --upload
     """
     from zoo.cli.output import echo_json, safe
+    from zoo.client import direct_only
     from zoo.storage.bases import register_location
 
+    direct_only("base add")
     with opened(catalog_url, store_url) as (catalog, store):
         view = register_location(catalog, store, name, location, upload=upload)
     if as_json:
@@ -62,16 +64,16 @@ def base_ls(as_json: bool, catalog_url: str | None, store_url: str | None) -> No
     Example:
       zoo base ls --json
     """
+    from zoo.cli.catalog import client
     from zoo.cli.output import Column, echo_json, print_table
-    from zoo.storage.bases import list_bases
 
-    with opened(catalog_url, store_url) as (catalog, _store):
-        views = catalog.run(list_bases, readonly=True)
+    with client(catalog_url, store_url) as zoo:
+        views = zoo.bases()
     if as_json:
-        echo_json([v.to_json() for v in views])
+        echo_json(views)
         return
-    print_table([Column("NAME", lambda v: v.name, min_width=10),
-                 Column("DIGEST", lambda v: (v.digest or "-")[:12], cut=False),
-                 Column("ADAPTERS", lambda v: v.adapters, cut=False, align=">"),
-                 Column("LOCATION", lambda v: v.location or "- (not registered)", priority=1,
+    print_table([Column("NAME", lambda v: v["name"], min_width=10),
+                 Column("DIGEST", lambda v: (v["digest"] or "-")[:12], cut=False),
+                 Column("ADAPTERS", lambda v: v["adapter_count"], cut=False, align=">"),
+                 Column("LOCATION", lambda v: v["location"] or "- (not registered)", priority=1,
                         min_width=12)], views, empty="no base models")

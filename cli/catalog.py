@@ -8,6 +8,8 @@ transformers or ray, so a catalog verb answers in a few hundred milliseconds.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -15,12 +17,18 @@ import click
 from zoo.cli.options import catalog_option, json_option, limit_option, store_options, wide_option
 
 
-def open_catalog_from(catalog_url: str | None):  # noqa: ANN201 - a zoo.storage.db.Catalog
-    """Resolve the catalog URL (flag > env > file > default) and open it, checking the schema."""
-    from zoo.settings import resolve_settings
-    from zoo.storage.db import open_catalog
+@contextmanager
+def client(catalog_url: str | None = None, store_url: str | None = None, *,
+           workers: int = 8) -> Iterator[Any]:
+    """The zoo client for one command: the team server when ZOO_URL is set, else the catalog
+    and store themselves (see ``zoo.client``)."""
+    from zoo.client import get_client
 
-    return open_catalog(resolve_settings(catalog_url=catalog_url).catalog_url)
+    c = get_client(catalog_url=catalog_url, store_url=store_url, workers=workers)
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 def _echo_json(value: Any) -> None:
@@ -81,6 +89,9 @@ def init(catalog_url: str | None, store_url: str | None, rebind: bool, as_json: 
     Example:
       zoo init
     """
+    from zoo.client import direct_only
+
+    direct_only("init")
     from zoo.settings import resolve_settings
     from zoo.storage.binding import bind
     from zoo.storage.blobstore import open_store
@@ -158,30 +169,18 @@ def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, wide: bool
       zoo ls 'metrics.accuracy>=0.9' --sort -metrics.accuracy --limit 10
     """
     from zoo.cli.output import print_table, safe
-    from zoo.storage.catalog import adapter_to_dict, count_adapters, iter_adapters, list_adapters
 
     text = " ".join(query)
-    catalog = open_catalog_from(catalog_url)
-    try:
+    with client(catalog_url) as zoo:
         if all_rows:
-            with catalog.transaction(readonly=True) as session:
-                for row in iter_adapters(session, text, sort):
-                    d = adapter_to_dict(row, config=False)
-                    if ids_only:
-                        click.echo(d["id"])
-                    else:
-                        click.echo(json.dumps(d, ensure_ascii=False, default=str) if as_json
-                                   else "  ".join(safe(c.cell(d)) for c in adapter_columns()))
+            for d in zoo.iter_adapters(text, sort):
+                if ids_only:
+                    click.echo(d["id"])
+                else:
+                    click.echo(json.dumps(d, ensure_ascii=False, default=str) if as_json
+                               else "  ".join(safe(c.cell(d)) for c in adapter_columns()))
             return
-
-        def page(session: Any) -> tuple[list[dict[str, Any]], int | None]:
-            rows = [adapter_to_dict(r, config=False) for r in list_adapters(session, text, sort,
-                                                                             limit)]
-            return rows, count_adapters(session, text) if len(rows) == limit else None
-
-        rows, total = catalog.run(page, readonly=True)
-    finally:
-        catalog.close()
+        rows, total = zoo.list_adapters(text, sort, limit)
     if as_json:
         _echo_json(rows)
         return
@@ -209,13 +208,8 @@ def show(ref: str, catalog_url: str | None, as_json: bool) -> None:
     Example:
       zoo show sentiment@prod
     """
-    from zoo.storage.catalog import adapter_to_dict, resolve_ref
-
-    catalog = open_catalog_from(catalog_url)
-    try:
-        d = catalog.run(lambda s: adapter_to_dict(resolve_ref(s, ref)), readonly=True)
-    finally:
-        catalog.close()
+    with client(catalog_url) as zoo:
+        d = zoo.show(ref)
     if as_json:
         _echo_json(d)
         return
@@ -246,21 +240,15 @@ def show(ref: str, catalog_url: str | None, as_json: bool) -> None:
         click.echo(f"modules: {len(modules)} ({safe(span)}; --json lists them all)")
 
 
-def _tag_command(name: str, doc: str, short: str, fn_name: str) -> click.Command:
+def _tag_command(name: str, doc: str, short: str, method: str) -> click.Command:
     @click.command(name=name, help=doc, short_help=short)
     @click.argument("ref")
     @click.argument("tags", nargs=-1, required=True)
     @catalog_option
     @json_option
     def command(ref: str, tags: tuple[str, ...], catalog_url: str | None, as_json: bool) -> None:
-        from zoo.storage import catalog as api
-
-        fn = getattr(api, fn_name)
-        catalog = open_catalog_from(catalog_url)
-        try:
-            d = catalog.run(lambda s: api.adapter_to_dict(fn(s, ref, tags)))
-        finally:
-            catalog.close()
+        with client(catalog_url) as zoo:
+            d = getattr(zoo, method)(ref, tags)
         if as_json:
             _echo_json({"id": d["id"], "tags": d["tags"]})
         else:
@@ -278,14 +266,14 @@ tag = _tag_command("tag", """Add tags to the adapter REF: a label (prod) or KEY=
     \b
     Example:
       zoo tag sentiment@latest prod team=nlp
-    """, "Add tags to an adapter.", "add_tags")
+    """, "Add tags to an adapter.", "tag")
 untag = _tag_command("untag", """Remove tags from REF: KEY=VALUE exactly; a bare KEY removes
     the label and every KEY=… value.
 
     \b
     Example:
       zoo untag sentiment@latest prod
-    """, "Remove tags from an adapter.", "remove_tags")
+    """, "Remove tags from an adapter.", "untag")
 
 
 @click.group(short_help="Named pointers NAME@ALIAS to one adapter.")
@@ -311,13 +299,8 @@ def alias_set(name_alias: str, ref: str, catalog_url: str | None, as_json: bool)
     Example:
       zoo alias set sentiment@prod 01m8r4b2ye
     """
-    from zoo.storage.catalog import set_alias
-
-    catalog = open_catalog_from(catalog_url)
-    try:
-        adapter_id = catalog.run(lambda s: set_alias(s, name_alias, ref).id)
-    finally:
-        catalog.close()
+    with client(catalog_url) as zoo:
+        adapter_id = zoo.alias_set(name_alias, ref)
     if as_json:
         _echo_json({"alias": name_alias, "adapter_id": adapter_id})
     else:
@@ -335,13 +318,8 @@ def alias_rm(name_alias: str, catalog_url: str | None, as_json: bool) -> None:
     Example:
       zoo alias rm sentiment@old
     """
-    from zoo.storage.catalog import remove_alias
-
-    catalog = open_catalog_from(catalog_url)
-    try:
-        adapter_id = catalog.run(lambda s: remove_alias(s, name_alias))
-    finally:
-        catalog.close()
+    with client(catalog_url) as zoo:
+        adapter_id = zoo.alias_rm(name_alias)
     if as_json:
         _echo_json({"removed": name_alias, "adapter_id": adapter_id})
     else:
@@ -359,13 +337,8 @@ def alias_ls(name: str | None, catalog_url: str | None, as_json: bool) -> None:
     Example:
       zoo alias ls sentiment
     """
-    from zoo.storage.catalog import list_aliases
-
-    catalog = open_catalog_from(catalog_url)
-    try:
-        rows = catalog.run(lambda s: list_aliases(s, name), readonly=True)
-    finally:
-        catalog.close()
+    with client(catalog_url) as zoo:
+        rows = zoo.alias_ls(name)
     if as_json:
         _echo_json(rows)
         return
@@ -375,6 +348,33 @@ def alias_ls(name: str | None, catalog_url: str | None, as_json: bool) -> None:
                  Column("ADAPTER", lambda r: r["adapter_id"], cut=False),
                  Column("UPDATED", lambda r: r["updated_at"][:16].replace("T", " "), priority=1,
                         cut=False)], rows, empty="no aliases")
+
+
+@alias.command("log", short_help="Every move of NAME@ALIAS: where, when, by whom.")
+@click.argument("name_alias", metavar="NAME@ALIAS")
+@catalog_option
+@json_option
+def alias_log(name_alias: str, catalog_url: str | None, as_json: bool) -> None:
+    """Every move of NAME@ALIAS, oldest first: the adapter it pointed at before and after,
+    when, and who moved it (a token name, or local:USER for direct use).
+
+    \b
+    Example:
+      zoo alias log sentiment@prod
+    """
+    with client(catalog_url) as zoo:
+        rows = zoo.alias_log(name_alias)
+    if as_json:
+        _echo_json(rows)
+        return
+    from zoo.cli.output import Column, print_table
+
+    print_table([Column("WHEN", lambda r: r["at"][:19].replace("T", " "), cut=False),
+                 Column("ACTOR", lambda r: r["actor"], min_width=10),
+                 Column("VERB", lambda r: r["verb"], cut=False),
+                 Column("FROM", lambda r: r["before"] or "-", priority=1, cut=False),
+                 Column("TO", lambda r: r["after"] or "-", cut=False)], rows,
+                empty=f"no moves of {name_alias} recorded")
 
 
 @click.command("rm", short_help="Remove adapters from the catalog.")
@@ -394,13 +394,9 @@ def rm(refs: tuple[str, ...], force: bool, catalog_url: str | None, as_json: boo
       zoo rm sentiment@old 01m8r4b2ye
     """
     from zoo.cli.output import safe
-    from zoo.storage.catalog import remove_adapters
 
-    catalog = open_catalog_from(catalog_url)
-    try:
-        removed = catalog.run(lambda s: remove_adapters(s, refs, force=force))
-    finally:
-        catalog.close()
+    with client(catalog_url) as zoo:
+        removed = zoo.remove(refs, force)
     if as_json:
         _echo_json(removed)
         return

@@ -94,6 +94,9 @@ def eval_command(query: str, dataset: str, metrics: str | None, batch_size: int,
     Example:
       zoo eval --select 'tag:team=nlp task=seq-cls' --dataset eval.jsonl --metric accuracy
     """
+    from zoo.client import direct_only
+
+    direct_only("eval")
     from zoo.settings import resolve_settings
     from zoo.workers.cluster import shutdown_if_started
     from zoo.workers.eval_pool import run_eval
@@ -148,15 +151,15 @@ def leaderboard(dataset: str, metric: str, query: str | None, limit: int, as_jso
     Example:
       zoo leaderboard --dataset eval.jsonl --metric accuracy --select 'task=seq-cls' --plot lb.png
     """
-    from zoo.storage.evals import LOWER_IS_BETTER
-    from zoo.storage.evals import leaderboard as rank
+    from zoo.batch_eval import LOWER_IS_BETTER
+    from zoo.cli.catalog import client
 
     if plot_path:
         from zoo.cli.plot import plot_format
 
         plot_format(plot_path)  # a wrong extension fails before any work
-    with opened(catalog_url, store_url) as (catalog, _store):
-        rows = rank(catalog, dataset=dataset, metric=metric, query=query, top=limit)
+    with client(catalog_url, store_url) as zoo:
+        rows = zoo.leaderboard(dataset=dataset, metric=metric, query=query, limit=limit)
     if plot_path:
         from zoo.cli.plot import render
         from zoo.files import write_atomic
@@ -172,9 +175,9 @@ def leaderboard(dataset: str, metric: str, query: str | None, limit: int, as_jso
 
 
 def _print_board(rows: list[dict[str, Any]], metric: str, wide: bool) -> None:
+    from zoo.batch_eval import LOWER_IS_BETTER
     from zoo.cli.catalog import shape_cells
     from zoo.cli.output import Column, cut, print_table, safe, short_number, terminal_width
-    from zoo.storage.evals import LOWER_IS_BETTER
 
     better = "lower" if metric in LOWER_IS_BETTER else "higher"
     title = f"{metric} ({better} is better) on "

@@ -72,8 +72,10 @@ def submit(spec: str, overrides: tuple[str, ...], dry_run: bool, wait: bool | No
       zoo submit job.yaml --set prolora.r=16 --set 'sweep.train.seed=[0, 1, 2]'
       zoo submit job.yaml --address http://head:8265 --no-wait
     """
+    from zoo.client import direct_only
     from zoo.jobspec import load_specs
 
+    direct_only("submit")
     specs = load_specs(spec, overrides=overrides)
     if dry_run:
         _dry_run(specs, as_json)
@@ -161,18 +163,19 @@ def job_columns() -> list[Any]:
     """The columns of a job table, most important first (lower priority = kept longer)."""
     from zoo.cli.output import Column
 
-    def when(v: Any) -> str:
-        return v.submitted_at.isoformat()[:16].replace("T", " ") if v.submitted_at else ""
+    def when(v: dict[str, Any]) -> str:
+        return v["submitted_at"][:16].replace("T", " ") if v["submitted_at"] else ""
 
     return [
-        Column("ID", lambda v: v.id, cut=False),
-        Column("NAME", lambda v: v.name, min_width=10),
-        Column("STATE", lambda v: v.state, cut=False),
-        Column("ATTEMPT", lambda v: f"{v.attempt}/{v.max_retries + 1}", priority=4, cut=False),
-        Column("NODE", lambda v: v.node or "", priority=5, min_width=8),
-        Column("ADAPTER", lambda v: v.adapter_id or "", priority=2, cut=False),
+        Column("ID", lambda v: v["id"], cut=False),
+        Column("NAME", lambda v: v["name"], min_width=10),
+        Column("STATE", lambda v: v["state"], cut=False),
+        Column("ATTEMPT", lambda v: f"{v['attempt']}/{v['max_retries'] + 1}", priority=4,
+               cut=False),
+        Column("NODE", lambda v: v["node"] or "", priority=5, min_width=8),
+        Column("ADAPTER", lambda v: v["adapter_id"] or "", priority=2, cut=False),
         Column("SUBMITTED", when, priority=3, cut=False),
-        Column("ERROR", lambda v: v.error or "", priority=1, min_width=10),
+        Column("ERROR", lambda v: v["error"] or "", priority=1, min_width=10),
     ]
 
 
@@ -193,13 +196,12 @@ def ls(state: str | None, sweep_id: str | None, limit: int, wide: bool, as_json:
       zoo jobs ls --state running
       zoo jobs ls --sweep 01m8k2 --json
     """
-    from zoo.storage import jobs as job_api
+    from zoo.cli.catalog import client
 
-    with _catalog(_settings()) as catalog:
-        job_api.reap_stale(catalog)
-        views = job_api.list_jobs(catalog, state=state, sweep_id=sweep_id, limit=limit)
+    with client() as zoo:
+        views = zoo.jobs_ls(state=state, sweep_id=sweep_id, limit=limit)
     if as_json:
-        _echo_json([v.to_json() for v in views])
+        _echo_json(views)
         return
     from zoo.cli.output import print_table
 
@@ -216,11 +218,10 @@ def show(job_id: str, as_json: bool) -> None:
     Example:
       zoo jobs show 01m8k2
     """
-    from zoo.storage import jobs as job_api
+    from zoo.cli.catalog import client
 
-    with _catalog(_settings()) as catalog:
-        view = job_api.get_job(catalog, job_id)
-    data = view.to_json()
+    with client() as zoo:
+        data = zoo.job_show(job_id)
     if as_json:
         _echo_json(data)
         return
@@ -244,8 +245,10 @@ def logs(job_id: str, follow: bool) -> None:
     Example:
       zoo jobs logs 01m8k2 --follow
     """
+    from zoo.client import direct_only
     from zoo.workers.control import stream_log
 
+    direct_only("jobs logs")
     settings = _settings()
     with _catalog(settings) as catalog:
         stream_log(catalog, settings.store_url, job_id,
@@ -262,10 +265,10 @@ def cancel(job_ids: tuple[str, ...]) -> None:
     Example:
       zoo jobs cancel 01m8k2 01m8k3
     """
-    from zoo.workers.control import cancel_jobs
+    from zoo.cli.catalog import client
 
-    with _catalog(_settings()) as catalog:
-        outcomes = cancel_jobs(catalog, job_ids)
+    with client() as zoo:
+        outcomes = zoo.job_cancel(job_ids)
     for job_id, outcome in outcomes.items():
         click.echo(f"{job_id}  {outcome}")
 
@@ -282,9 +285,11 @@ def wait(job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None
     Example:
       zoo jobs wait 01m8k2 01m8k3 --timeout 3600
     """
+    from zoo.client import direct_only
     from zoo.storage import jobs as job_api
     from zoo.workers.submit import wait_jobs
 
+    direct_only("jobs wait")
     settings = _settings()
     with _catalog(settings) as catalog:
         ids = [job_api.get_job(catalog, j).id for j in job_ids]

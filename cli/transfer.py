@@ -61,14 +61,14 @@ def push(path: str, name: str, tags: tuple[str, ...], aliases: tuple[str, ...],
     Example:
       zoo push out/sentiment.safetensors --name sentiment --tag team=nlp --alias latest
     """
-    from zoo.storage.publish import publish
+    from zoo.cli.catalog import client
 
-    with opened(catalog_url, store_url) as (catalog, store):
-        result = publish(catalog, store, path, name=name, tags=tags, aliases=aliases, base=base)
+    with client(catalog_url, store_url) as zoo:
+        pushed = zoo.push(path, name=name, tags=tags, aliases=aliases, base=base)
     if as_json:
-        _emit({**result.adapter, "uploaded": result.uploaded})
+        _emit(pushed)
     else:
-        click.echo(result.id)
+        click.echo(pushed["id"])
 
 
 @click.command("pull", short_help="Download adapters, verified by sha256.")
@@ -95,17 +95,17 @@ def pull(refs: tuple[str, ...], tag: str | None, query: str | None, out_dir: str
       zoo pull sentiment@prod -o adapters/
       zoo pull --tag team=nlp --select 'r<=8' -o adapters/ --format peft
     """
-    from zoo.storage.pull import pull as pull_adapters
+    from zoo.cli.catalog import client
 
-    with opened(catalog_url, store_url, workers=workers) as (catalog, store), \
+    with client(catalog_url, store_url, workers=workers) as zoo, \
             _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
-        result = pull_adapters(catalog, store, refs, out_dir=out_dir, tag=tag, query=query,
-                               format=fmt, workers=workers, progress=progress)
+        result = zoo.pull(refs, out_dir=out_dir, tag=tag, query=query, format=fmt,
+                          workers=workers, progress=progress)
     if as_json:
-        _emit(result.to_dict())
+        _emit(result)
     else:
-        click.echo(f"pulled {len(result.adapters)} adapter(s) into {result.out_dir} "
-                   f"({result.downloaded} downloaded, {result.skipped} already present)")
+        click.echo(f"pulled {len(result['adapters'])} adapter(s) into {result['out_dir']} "
+                   f"({result['downloaded']} downloaded, {result['skipped']} already present)")
 
 
 @contextmanager
@@ -145,9 +145,11 @@ def fsck(ctx: click.Context, verify: bool, workers: int, as_json: bool,
     Example:
       zoo fsck --verify
     """
+    from zoo.client import direct_only
     from zoo.errors import IntegrityError
     from zoo.storage.fsck import fsck as run_fsck
 
+    direct_only("fsck")
     with opened(catalog_url, store_url, workers=workers) as (catalog, store):
         report = run_fsck(catalog, store, verify=verify, workers=workers)
     if as_json:
@@ -184,8 +186,10 @@ def gc(dry_run: bool, grace: str, force: bool, as_json: bool, catalog_url: str |
     Example:
       zoo gc --dry-run && zoo gc
     """
+    from zoo.client import direct_only
     from zoo.storage.gc import gc as run_gc
 
+    direct_only("gc")
     with opened(catalog_url, store_url) as (catalog, store):
         report = run_gc(catalog, store, grace=grace, dry_run=dry_run, force=force)
     if as_json:

@@ -108,7 +108,7 @@ def decode_cursor(text: str | None) -> tuple[Any, str] | None:
 @router.get("/adapters", summary="List adapters matching a query (keyset pages)")
 def list_adapters(request: Request, q: str = Query("", max_length=10_000),
                   sort: str = Query("-created", max_length=200),
-                  limit: int = Query(50, ge=1, le=1000), after: str | None = None,
+                  limit: int = Query(50, ge=1, le=100_000), after: str | None = None,
                   _token: Token = Depends(reader)) -> Json:
     from zoo.storage.catalog import adapter_to_dict, count_adapters
     from zoo.storage.catalog import list_adapters as page_of
@@ -298,6 +298,46 @@ def list_jobs(request: Request, state: str | None = Query(None, max_length=16),
         raise ConfigError(f"state {state!r} is not one of {', '.join(s.value for s in JobState)}")
     return [v.to_json() for v in jobs.list_jobs(catalog_of(request), state=state,
                                                 sweep_id=sweep, limit=limit)]
+
+
+class SubmitBody(BaseModel):
+    spec: str = Field(min_length=1, max_length=1_000_000, description="The job spec, YAML.")
+    overrides: list[str] = Field(default_factory=list, max_length=100)
+
+
+def _shared_locations(specs: list[Any]) -> None:
+    """Refuse a spec that names files on the server's disk: a token holder must not train on
+    (and so copy into the store) whatever the server can read. Data must be s3:// URIs."""
+    for spec in specs:
+        for field, value in (("data.train", spec.data.train), ("data.eval", spec.data.eval),
+                             ("base_model", spec.base_model)):
+            if value and value.startswith("/"):
+                raise ConfigError(f"{field}: {value!r} is a path on the server; through the "
+                                  "server use s3:// URIs (data) and registered or hub bases")
+
+
+@router.post("/jobs", summary="Submit the job(s) of a spec to the server's Ray cluster")
+def submit_jobs(request: Request, body: SubmitBody, token: Token = Depends(writer)) -> Json:
+    import tempfile
+
+    from zoo.jobspec import load_specs
+
+    settings = request.app.state.settings
+    with tempfile.TemporaryDirectory(prefix="zoo-spec-") as empty:  # no relative paths resolve
+        specs = load_specs(text=body.spec, overrides=body.overrides, base_dir=empty)
+    for spec in specs:
+        token.check("write", spec.name)
+    _shared_locations(specs)
+    if not settings.ray_address:
+        raise ConfigError("this server has no Ray cluster (RAY_ADDRESS) to run jobs on")
+    from zoo.workers.submit import submit
+
+    with audit.acting_as(token.name):
+        result = submit(specs, catalog_url=settings.catalog_url, store_url=settings.store_url,
+                        address=settings.ray_address, wait=False)
+    return {"mode": result.mode, "sweep_id": result.sweep_id,
+            "submission_id": result.submission_id, "job_ids": result.job_ids,
+            "states": result.states}
 
 
 @router.get("/jobs/{job_id}", summary="One job by id or unique id prefix")

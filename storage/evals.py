@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from zoo.batch_eval import LOWER_IS_BETTER
 from zoo.errors import AmbiguousRefError, ConfigError, NotFoundError
 from zoo.files import sha256_file
 from zoo.storage import audit
@@ -27,7 +28,6 @@ from zoo.storage.tables import AdapterRow, BaseModelRow, EvalRow, dataset_label,
 from zoo.untrusted import clip
 
 ERROR_METRIC = "error"
-LOWER_IS_BETTER = ("loss", "perplexity")
 
 
 @dataclass(frozen=True)

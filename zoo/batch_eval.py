@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 TASK_METRICS = {"causal-lm": ("loss", "perplexity", "exact_match"),
                 "seq-cls": ("loss", "accuracy")}
 ALL_METRICS = ("loss", "perplexity", "exact_match", "accuracy")
+LOWER_IS_BETTER = ("loss", "perplexity")  # every other metric ranks higher-is-better
 
 
 @dataclass

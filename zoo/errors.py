@@ -118,3 +118,9 @@ class AuthError(ZooError, PermissionError):
 
 class ForbiddenError(AuthError):
     """The token is valid but its scope or name prefix does not allow this (HTTP 403)."""
+
+
+class ServerError(ZooError, ConnectionError):
+    """The team server (``ZOO_URL``) cannot be reached or answered without an error body."""
+
+    exit_code = 7

@@ -12,7 +12,7 @@ import os
 
 from zoo.client.base import Client
 
-__all__ = ["Client", "get_client", "remote_url"]
+__all__ = ["Client", "direct_only", "get_client", "remote_url"]
 
 
 def remote_url() -> str | None:
@@ -31,3 +31,13 @@ def get_client(*, catalog_url: str | None = None, store_url: str | None = None,
     from zoo.client.direct import DirectClient
 
     return DirectClient(catalog_url=catalog_url, store_url=store_url, workers=workers)
+
+
+def direct_only(verb: str) -> None:
+    """Refuse a verb that does not go through a team server yet, rather than silently using
+    whatever catalog this machine would open."""
+    if remote_url() is not None:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"`zoo {verb}` does not work through a team server yet (ZOO_URL is "
+                          "set); run it where the catalog is, or unset ZOO_URL")

@@ -1,0 +1,41 @@
+"""``zoo server``: the team server (REST API and web catalog) over this machine's catalog."""
+
+from __future__ import annotations
+
+import click
+
+from zoo.cli.options import store_options
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the ``zoo`` group."""
+    group.add_command(server)
+
+
+@click.command(short_help="Serve the catalog to a team: REST API, tokens, audit.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; put a TLS reverse proxy in front for other hosts.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8750, show_default=True,
+              help="Port to listen on.")
+@store_options
+def server(host: str, port: int, catalog_url: str | None, store_url: str | None) -> None:
+    """Serve the configured catalog and store over HTTP: the REST API under /api/v1 (its
+    OpenAPI document at /openapi.json) and the web catalog. Every request needs a token
+    (`zoo token create`) except GET /healthz. Plain HTTP: terminate TLS in a reverse proxy.
+
+    \b
+    Example:
+      zoo server --host 127.0.0.1 --port 8750
+    """
+    from zoo.client import direct_only
+
+    direct_only("server")
+    import uvicorn
+
+    from zoo.server.app import create_app
+    from zoo.settings import resolve_settings
+
+    app = create_app(resolve_settings(catalog_url=catalog_url, store_url=store_url))
+    click.echo(f"zoo server on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                server_header=False)

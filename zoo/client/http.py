@@ -1,0 +1,306 @@
+"""The HTTP client: every verb through a team server (``ZOO_URL``) with a token.
+
+Standard library only (``http.client``): a catalog verb through the server imports neither
+SQLAlchemy, boto3, torch, Ray nor an HTTP framework, so a cold ``zoo ls`` is a process start
+plus one request. Error responses carry the typed error and exit code of ``zoo.errors``; they
+are raised here as that error, so the CLI prints the same line and exits with the same code as
+embedded use. Downloads are verified on this machine (``zoo.storage.fetch``), whether the bytes
+come from a presigned S3 URL or from the server; the token is only ever sent to ZOO_URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+from zoo import errors as zerr
+from zoo.client.base import Json, ProgressFn
+
+TOKEN_FILE = "token"
+TIMEOUT_S = 300.0
+CHUNK = 1 << 20
+
+
+def resolve_token() -> str | None:
+    """``ZOO_TOKEN``, else ``$ZOO_HOME/token``: refused when group or others may read it."""
+    secret = os.environ.get("ZOO_TOKEN")
+    if secret:
+        return secret.strip()
+    path = Path(os.environ.get("ZOO_HOME") or "~/.zoo").expanduser() / TOKEN_FILE
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise zerr.ConfigError(f"token file {path} is readable by others (mode "
+                               f"{stat.S_IMODE(mode):o}); run `chmod 600 {path}`")
+    return path.read_text().strip() or None
+
+
+def raise_for(status: int, body: bytes) -> None:
+    """The typed error an error response stands for (message and exit code preserved)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or "error" not in data:
+        raise zerr.ServerError(f"the zoo server answered HTTP {status} without an error body")
+    cls = getattr(zerr, str(data["error"]), None)
+    message = str(data.get("message") or f"HTTP {status}")
+    if isinstance(cls, type) and issubclass(cls, zerr.ZooError):
+        raise cls(message)
+    exc = zerr.ZooError(message)
+    exc.exit_code = data["exit_code"] if isinstance(data.get("exit_code"), int) else 1
+    raise exc
+
+
+class HttpClient:
+    """:class:`zoo.client.base.Client` over the server's REST API."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise zerr.ConfigError(f"ZOO_URL {url!r} is not an http(s):// URL")
+        self.url = url.rstrip("/")
+        self._parts = parts
+        self._token = token
+        self._conn: Any = None
+
+    # --------------------------------------------------------------------- transport
+    def _connection(self) -> Any:
+        if self._conn is None:
+            import http.client
+
+            cls = http.client.HTTPSConnection if self._parts.scheme == "https" \
+                else http.client.HTTPConnection
+            self._conn = cls(self._parts.hostname, self._parts.port, timeout=TIMEOUT_S)
+        return self._conn
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json", **(extra or {})}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                body: Any = None, raw: bytes | None = None,
+                content_type: str = "application/json") -> Any:
+        """One API call; the decoded JSON answer, or the typed error it carries."""
+        target = self._parts.path.rstrip("/") + "/api/v1" + path
+        if params:
+            query = {k: v for k, v in params.items() if v is not None}
+            target += "?" + urlencode(query, doseq=True) if query else ""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        headers = self._headers({"Content-Type": content_type} if data is not None else None)
+        status, payload = self._send(method, target, data, headers)
+        if status >= 400:
+            raise_for(status, payload)
+        if not payload:
+            return None
+        return json.loads(payload) if payload[:1] in (b"{", b"[") else payload.decode()
+
+    def _send(self, method: str, target: str, data: bytes | None,
+              headers: dict[str, str]) -> tuple[int, bytes]:
+        for attempt in (0, 1):  # a kept-alive connection the server closed: reconnect once
+            conn = self._connection()
+            try:
+                conn.request(method, target, body=data, headers=headers)
+                response = conn.getresponse()
+                return response.status, response.read()
+            except (ConnectionError, OSError) as exc:
+                conn.close()
+                self._conn = None
+                if attempt or not isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+                    raise zerr.ServerError(f"cannot reach the zoo server at {self.url}: "
+                                           f"{type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # ---------------------------------------------------------------------- adapters
+    def list_adapters(self, query: str, sort: str, limit: int) -> tuple[list[Json], int | None]:
+        page = self.request("GET", "/adapters", params={"q": query, "sort": sort,
+                                                         "limit": limit})
+        return page["adapters"], page["total"]
+
+    def iter_adapters(self, query: str, sort: str) -> Iterator[Json]:
+        after = None
+        while True:
+            page = self.request("GET", "/adapters", params={"q": query, "sort": sort,
+                                                             "limit": 500, "after": after})
+            yield from page["adapters"]
+            after = page["next"]
+            if after is None:
+                return
+
+    def show(self, ref: str) -> Json:
+        return self.request("GET", f"/adapters/{_seg(ref)}")
+
+    def tag(self, ref: str, tags: Sequence[str]) -> Json:
+        return self.request("POST", f"/adapters/{_seg(ref)}/tags", body={"tags": list(tags)})
+
+    def untag(self, ref: str, tags: Sequence[str]) -> Json:
+        return self.request("POST", f"/adapters/{_seg(ref)}/untag", body={"tags": list(tags)})
+
+    def alias_set(self, name_alias: str, ref: str) -> str:
+        return self.request("PUT", f"/aliases/{_seg(name_alias)}", body={"ref": ref})["adapter_id"]
+
+    def alias_rm(self, name_alias: str) -> str:
+        return self.request("DELETE", f"/aliases/{_seg(name_alias)}")["adapter_id"]
+
+    def alias_ls(self, name: str | None) -> list[Json]:
+        return self.request("GET", "/aliases", params={"name": name})
+
+    def alias_log(self, name_alias: str) -> list[Json]:
+        return self.request("GET", f"/aliases/{_seg(name_alias)}/history")
+
+    def remove(self, refs: Sequence[str], force: bool) -> list[Json]:
+        return self.request("POST", "/adapters/remove", body={"refs": list(refs), "force": force})
+
+    # ---------------------------------------------------------------------- transfer
+    def push(self, path: str, *, name: str, tags: Sequence[str], aliases: Sequence[str],
+             base: str | None) -> Json:
+        source = Path(path)
+        if source.is_dir():
+            raise zerr.ConfigError(f"{path} is a directory: through ZOO_URL push the zoo "
+                                   "adapter file (a PEFT directory is converted only by direct "
+                                   "use)")
+        try:
+            data = source.read_bytes()
+        except FileNotFoundError:
+            raise zerr.NotFoundError(f"no such file: {path}") from None
+        fields = [("name", name), *(("tags", t) for t in tags), *(("aliases", a) for a in aliases)]
+        if base is not None:
+            fields.append(("base", base))
+        body, content_type = _multipart(fields, source.name, data)
+        return self.request("POST", "/adapters", raw=body, content_type=content_type)
+
+    def pull(self, refs: Sequence[str], *, out_dir: str, tag: str | None, query: str | None,
+             format: str, workers: int, progress: ProgressFn | None) -> Json:
+        if format == "merged":
+            raise zerr.ConfigError("--format merged is not available through ZOO_URL: the merge "
+                                   "needs the registered base; pull native or peft")
+        if not refs and tag is None and not query:
+            raise zerr.ConfigError("nothing to pull: give REF..., --tag or --query")
+        from zoo.storage.pull import PullItem, pull_items
+
+        answer = self.request("POST", "/pull", body={"refs": list(refs), "tag": tag,
+                                                     "query": query})
+        items = [PullItem(i["id"], i["name"], i["digest"], int(i["size"]))
+                 for i in answer["items"]]
+        blobs = _RemoteBlobs(self, {i["digest"]: i["url"] for i in answer["items"]})
+        return pull_items(blobs, items, out_dir=out_dir, format=format, workers=workers,
+                          progress=progress).to_dict()
+
+    # -------------------------------------------------------------------- evaluation
+    def leaderboard(self, *, dataset: str, metric: str, query: str | None,
+                    limit: int) -> list[Json]:
+        path = Path(dataset).expanduser()
+        if path.is_file():  # a dataset is known by its content: send its sha256
+            from zoo.files import sha256_file
+
+            dataset = sha256_file(path)[0]
+        return self.request("GET", "/leaderboard", params={"dataset": dataset, "metric": metric,
+                                                           "q": query, "limit": limit})
+
+    def bases(self) -> list[Json]:
+        return self.request("GET", "/bases")
+
+    # ------------------------------------------------------------------ tokens, audit
+    def token_create(self, name: str, *, scope: str, prefix: str | None,
+                     expires_s: float | None) -> Json:
+        return self.request("POST", "/tokens", body={"name": name, "scope": scope,
+                                                      "prefix": prefix, "expires_s": expires_s})
+
+    def token_ls(self) -> list[Json]:
+        return self.request("GET", "/tokens")
+
+    def token_revoke(self, name: str) -> Json:
+        return self.request("DELETE", f"/tokens/{_seg(name)}")
+
+    def audit(self, *, since_s: float | None, verb: str | None, target: str | None,
+              limit: int) -> list[Json]:
+        return self.request("GET", "/audit", params={
+            "since": None if since_s is None else f"{since_s:g}", "verb": verb,
+            "target": target, "limit": limit})
+
+    # -------------------------------------------------------------------------- jobs
+    def jobs_ls(self, *, state: str | None, sweep_id: str | None, limit: int) -> list[Json]:
+        return self.request("GET", "/jobs", params={"state": state, "sweep": sweep_id,
+                                                    "limit": limit})
+
+    def job_show(self, job_id: str) -> Json:
+        return self.request("GET", f"/jobs/{_seg(job_id)}")
+
+    def job_cancel(self, job_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for job_id in job_ids:
+            out.update(self.request("POST", f"/jobs/{_seg(job_id)}/cancel"))
+        return out
+
+
+def _seg(text: str) -> str:
+    """One path segment (``@`` kept: ``sentiment@prod`` reads well in server logs)."""
+    return quote(text, safe="@")
+
+
+def _multipart(fields: list[tuple[str, str]], filename: str, data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for key, value in fields:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
+                     f"{value}\r\n".encode())
+    safe_name = quote(filename)
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                 f'filename="{safe_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                 .encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+class _RemoteBlobs:
+    """The part of a blob store the verified fetch needs, over the URLs the server gave:
+    presigned S3 URLs (fetched without our token) or the server's own blob paths."""
+
+    def __init__(self, client: HttpClient, urls: dict[str, str]) -> None:
+        self.client, self.urls, self.url = client, urls, client.url
+
+    def stat(self, digest: str) -> None:
+        return None  # sizes always come from the catalog
+
+    def get_file(self, digest: str, dest: str | os.PathLike[str], *,
+                 size: int | None = None) -> tuple[str, int]:
+        import urllib.request
+
+        url = self.urls[digest]
+        headers = {}
+        if not urlsplit(url).scheme:  # the server's path: the only place the token goes
+            url = urljoin(self.client.url + "/", url.lstrip("/"))
+            headers = self.client._headers()
+        h, got = hashlib.sha256(), 0
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                        timeout=TIMEOUT_S) as response, open(dest, "wb") as out:
+                while chunk := response.read(CHUNK):
+                    h.update(chunk)
+                    got += len(chunk)
+                    out.write(chunk)
+        except OSError as exc:
+            status = getattr(exc, "code", None)
+            if status == 404:
+                raise zerr.NotFoundError(f"blob sha256:{digest} is missing") from None
+            if status is not None:
+                raise_for(status, exc.read() if hasattr(exc, "read") else b"")
+            raise zerr.ServerError(f"download of blob sha256:{digest} failed: "
+                                   f"{type(exc).__name__}") from None
+        return h.hexdigest(), got
