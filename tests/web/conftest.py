@@ -1,4 +1,4 @@
-"""The web catalog's fixtures: a 100k-adapter catalog, a real `uvicorn` server over it, and
+"""The web catalog's fixtures: a 100k-adapter catalog, a real ``zoo server`` over it, and
 Debian's chromium driven by Playwright (``executable_path``: Playwright's own browser download
 cannot work offline).
 
@@ -66,16 +66,15 @@ def seeded(tmp_path_factory) -> Iterator[tuple[str, str, Seeded, dict[str, str]]
 
 @pytest.fixture(scope="session")
 def zoo_server(seeded, tmp_path_factory) -> Iterator[Zoo]:
-    """``uvicorn`` serving ``create_app()`` over the seeded catalog on a free loopback port."""
+    """``zoo server`` over the seeded catalog on a free loopback port."""
     catalog_url, store_url, facts, secrets = seeded
     port = _free_port()
     home = tmp_path_factory.mktemp("home")
     env = {**os.environ, "ZOO_HOME": str(home), "ZOO_CATALOG_URL": catalog_url,
            "ZOO_STORE_URL": store_url}
     log = (home / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "zoo.server.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+    proc = subprocess.Popen(  # `zoo server`: create_app under uvicorn, as users start it
+        [sys.executable, "-m", "zoo.cli.main", "server", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     try:
