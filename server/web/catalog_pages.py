@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -44,39 +45,67 @@ def home(request: Request) -> Response:
 
 
 @router.get("/adapters")
-def catalog_page(request: Request, q: str = "", sort: str = DEFAULT_SORT,
-                 after: str = "") -> Response:
-    """One page of adapters matching the query, in the chosen order, after a keyset cursor."""
+def catalog_page(request: Request, q: str = "", sort: str = DEFAULT_SORT, after: str = "",
+                 before: str = "") -> Response:
+    """One page of adapters matching the query, in the chosen order, after (or before) a
+    keyset cursor."""
     session = web.require(request)
     if sort.lstrip("-") not in SORTABLE:
         raise QuerySyntaxError(f"cannot sort the catalog page by {sort!r}; "
                                f"choose one of {', '.join(SORTABLE)} (prefix - for descending)")
-    timer, cursor, error = Timer(), paging.decode(after), None
-    rows: list[dict[str, Any]] = []
-    total, next_after = None, None
+    timer, error = Timer(), None
+    view = Listing([], None, None, None)
     try:
-        rows, total, next_after = timer(lambda: read(request, lambda s: _page(s, q, sort, cursor)))
+        cursor, backward = paging.decode(before or after), bool(before)
+        view = timer(lambda: read(request, lambda s: _page(s, q, sort, cursor, backward=backward)))
     except QuerySyntaxError as exc:  # shown under the query box, the query kept for editing
         error = str(exc)
     return page(request, "catalog.html", session=session, timer=timer,
-                status=400 if error else 200, rows=rows, total=total, q=q, sort=sort,
-                sort_links=_sort_links(sort), error=error, after=after,
-                next_cursor=paging.encode(next_after) if next_after else None)
+                status=400 if error else 200, rows=view.rows, total=view.total, q=q, sort=sort,
+                sort_links=_sort_links(sort), error=error, paged=bool(after or before),
+                next_cursor=view.next_cursor, prev_cursor=view.prev_cursor)
 
 
-def _page(s: Session, q: str, sort: str, cursor: tuple[Any, str] | None) -> tuple[Any, ...]:
-    """The rows, the number of matches when it is cheap to know, and the next cursor.
+@dataclass
+class Listing:
+    """A catalog page: its rows, the number of matches when known, and the cursors that lead
+    to the pages after and before it (None where there is none)."""
 
-    The catalog's size is one index count; the matches of a query are counted only when they
-    fit on this first page (counting every match of a broad query means visiting each of
-    100k rows, and keyset paging does not need the total)."""
-    found = cat.list_adapters(s, q or None, sort, PAGE_SIZE, cursor)
-    rows = [cat.adapter_to_dict(row, config=False) for row in found]
+    rows: list[dict[str, Any]]
+    total: int | None
+    next_cursor: str | None
+    prev_cursor: str | None
+
+
+def _key(row: dict[str, Any], sort: str) -> str:
+    """The keyset cursor at ``row``: its sort key (the id for ``created``) and its id."""
+    field = sort.lstrip("-")
+    return paging.encode((row["id"] if field == "created" else row[field], row["id"]))
+
+
+def _page(s: Session, q: str, sort: str, cursor: tuple[Any, str] | None, *,
+          backward: bool = False) -> Listing:
+    """The page after ``cursor`` (or, ``backward``, the page before it), the cursors around it,
+    and the number of matches when it is cheap to know.
+
+    One row more than a page is read to learn whether another page follows. Backward reads
+    the reversed order from the cursor and turns the rows round. The catalog's size is one
+    index count; the matches of a query are counted only when they fit on the first page
+    (counting every match of a broad query visits each of 100k rows; paging needs no total)."""
+    order = (sort[1:] if sort.startswith("-") else f"-{sort}") if backward else sort
+    found = cat.list_adapters(s, q or None, order, PAGE_SIZE + 1, cursor)
+    more = len(found) > PAGE_SIZE
+    rows = [cat.adapter_to_dict(row, config=False) for row in found[:PAGE_SIZE]]
+    if backward:
+        rows.reverse()
+    first_page = cursor is None or (backward and not more)
+    next_cursor = _key(rows[-1], sort) if rows and (backward or more) else None
+    prev_cursor = _key(rows[0], sort) if rows and not first_page else None
     if not q:
         total = cat.count_adapters(s, None)
     else:
-        total = len(rows) if cursor is None and found.next_after is None else None
-    return rows, total, found.next_after
+        total = len(rows) if first_page and next_cursor is None else None
+    return Listing(rows, total, next_cursor, prev_cursor)
 
 
 @router.get("/adapters/{ref}")

@@ -105,6 +105,10 @@ def test_catalog_query_sort_and_keyset_pages(page, zoo_server, shots):
     assert after == sorted(after, reverse=True) and after[0] <= down[-1]
     assert all(int(r) <= 8 for r in column(page, "#adapters", ".r"))  # the query travels along
     snap(page, shots, "06-catalog-page-2")
+    page.click("#prev")
+    page.wait_for_url(re.compile(r"before="))
+    assert page.locator("#adapters a.adapter").evaluate_all("a => a.map(x => x.href)") == ids_one
+    assert page.locator("#prev").count() == 0  # back on the first page
 
     page.fill("#q", "r<=")
     page.click("#search")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
+from zoo.server.web import paging
 from zoo.server.web.catalog_pages import PAGE_SIZE, SORTABLE, _page
 from zoo.storage.db import open_catalog
 
@@ -30,12 +31,19 @@ def _statements(catalog, fn) -> list[tuple[str, object]]:
 def test_every_sortable_page_is_an_index_walk(seeded, sort):
     catalog_url, _store, facts, _secrets = seeded
     with open_catalog(catalog_url) as catalog:
-        (rows, total, after), first = _statements(catalog, lambda s: _page(s, "", sort, None))
-        assert len(rows) == PAGE_SIZE and total == facts.total + len(facts.real)
-        (rows2, _, _), second = _statements(catalog, lambda s: _page(s, "", sort, after))
-        assert len(rows2) == PAGE_SIZE and not {r["id"] for r in rows} & {r["id"] for r in rows2}
+        one, first = _statements(catalog, lambda s: _page(s, "", sort, None))
+        assert len(one.rows) == PAGE_SIZE and one.total == facts.total + len(facts.real)
+        assert one.prev_cursor is None and one.next_cursor is not None
+        two, second = _statements(
+            catalog, lambda s: _page(s, "", sort, paging.decode(one.next_cursor)))
+        assert len(two.rows) == PAGE_SIZE and not {r["id"] for r in one.rows} & {
+            r["id"] for r in two.rows}
+        back, third = _statements(  # "previous" from page 2 is page 1 again, in order
+            catalog, lambda s: _page(s, "", sort, paging.decode(two.prev_cursor), backward=True))
+        assert [r["id"] for r in back.rows] == [r["id"] for r in one.rows]
+        assert back.prev_cursor is None and back.next_cursor == one.next_cursor
         with catalog.engine.connect() as conn:
-            for statement, params in first + second:
+            for statement, params in first + second + third:
                 if " OFFSET " in statement.upper():  # SQLite spells LIMIT n as LIMIT n OFFSET 0
                     assert statement.rstrip().upper().endswith("OFFSET ?") and params[-1] == 0
                 plan = [row[-1] for row in conn.exec_driver_sql(
@@ -50,10 +58,9 @@ def test_a_common_tag_filter_pages_without_sorting_its_matches(seeded):
     """tag:prod matches 1% of 100k: the page walks the order's index and probes the tag."""
     catalog_url, *_ = seeded
     with open_catalog(catalog_url) as catalog:
-        (rows, _, after), stmts = _statements(catalog, lambda s: _page(s, "tag:prod", "-created",
-                                                                        None))
-        assert len(rows) == PAGE_SIZE and after is not None
-        assert all("prod" in r["tags"] for r in rows)
+        one, stmts = _statements(catalog, lambda s: _page(s, "tag:prod", "-created", None))
+        assert len(one.rows) == PAGE_SIZE and one.next_cursor is not None and one.total is None
+        assert all("prod" in r["tags"] for r in one.rows)
         with catalog.engine.connect() as conn:
             for statement, params in stmts:
                 plan = [row[-1] for row in conn.exec_driver_sql(
