@@ -19,9 +19,9 @@ from zoo.storage.jobs import get_job
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 PAGE_SIZE = 50
-# Columns a header click sorts by: each has an index, so any page of a 100k-adapter catalog is
-# an index range scan from the cursor, never a sort of every row (rows tied on the key are put
-# in id order among themselves; tests/web/test_page_queries.py checks the plans).
+# Columns a header click sorts by: each has an index in the page's order (key, then id), so any
+# page of a 100k-adapter catalog, forward or back, is an index range scan from its cursor, never
+# a sort of the matches (tests/web/test_page_queries.py checks the plans on SQLite and PostgreSQL).
 SORTABLE = ("created", "name", "task", "r", "params")
 DEFAULT_SORT = "-created"
 

@@ -53,7 +53,13 @@ class WebSession:
 
     @property
     def who(self) -> str:
-        return str(getattr(self.token, "name", "token"))
+        return str(self.token.name)
+
+    @property
+    def rights(self) -> str:
+        """What the token may do, as the header shows it: ``read``, ``write team-b.*``…"""
+        prefix = f" {self.token.prefix}*" if self.token.prefix else ""
+        return f"{self.token.scope}{prefix}"
 
 
 def csrf_for(secret: str) -> str:

@@ -56,7 +56,7 @@ def test_sign_in_refuses_bad_tokens_and_sets_a_safe_cookie(page, zoo_server, sho
     page.fill("#token", zoo_server.secrets["alice"])
     page.click("#signin")
     page.wait_for_url("**/adapters")
-    assert page.inner_text("#who") == "alice"
+    assert page.inner_text("#who") == "alice" and page.inner_text("#rights") == "(read)"
     (cookie,) = [c for c in page.context.cookies() if c["name"] == "zoo_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     assert page.evaluate("document.cookie") == ""  # scripts cannot read the session
