@@ -245,14 +245,10 @@ def logs(job_id: str, follow: bool) -> None:
     Example:
       zoo jobs logs 01m8k2 --follow
     """
-    from zoo.client import direct_only
-    from zoo.workers.control import stream_log
+    from zoo.cli.catalog import client
 
-    direct_only("jobs logs")
-    settings = _settings()
-    with _catalog(settings) as catalog:
-        stream_log(catalog, settings.store_url, job_id,
-                   lambda text: click.echo(text, nl=False), follow=follow)
+    with client() as zoo:
+        zoo.stream_log(job_id, lambda text: click.echo(text, nl=False), follow=follow)
 
 
 @jobs.command(short_help="Cancel jobs and kill their training processes.")
@@ -285,15 +281,10 @@ def wait(job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None
     Example:
       zoo jobs wait 01m8k2 01m8k3 --timeout 3600
     """
-    from zoo.client import direct_only
-    from zoo.storage import jobs as job_api
-    from zoo.workers.submit import wait_jobs
+    from zoo.cli.catalog import client
 
-    direct_only("jobs wait")
-    settings = _settings()
-    with _catalog(settings) as catalog:
-        ids = [job_api.get_job(catalog, j).id for j in job_ids]
-        states = wait_jobs(catalog, ids, timeout=timeout, address=settings.ray_address)
+    with client() as zoo:
+        states = zoo.wait_jobs(job_ids, timeout=timeout)
     if as_json:
         _echo_json(states)
     else:

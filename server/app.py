@@ -1,7 +1,8 @@
 """The ASGI app of ``zoo server``: the REST API (and the web pages) over one catalog and store.
 
 ``create_app(settings)`` opens the catalog once (its connection pool serves every request) and
-the store on first use. ``GET /healthz`` is the only endpoint without a token.
+the store on first use. ``GET /healthz`` is the only endpoint without a token: even the OpenAPI
+document (``/openapi.json``) needs a read token.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
 
 from zoo import __version__
 from zoo.server import errors, web
 from zoo.server.api import router
+from zoo.server.auth import require
 from zoo.settings import Settings
+from zoo.storage.tokens import Token
 
 
 def _lazy_store(settings: Settings) -> Callable[[], Any]:
@@ -74,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalog.close()
 
     app = FastAPI(title="adapter zoo", version=__version__, lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None,  # served below, with a token
                   description="The zoo's catalog as a team service: scoped tokens, an audit "
                               "trail, verified downloads.")
     app.state.settings = settings
@@ -88,4 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(web.router)  # the web catalog's pages
     app.openapi = _error_schemas(app)  # type: ignore[method-assign]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(_token: Token = Depends(require("read"))) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     return app

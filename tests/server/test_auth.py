@@ -25,7 +25,8 @@ def refused(result) -> None:
 def test_healthz_is_open_and_every_api_path_needs_a_token(served_sqlite):
     s = served_sqlite
     assert s.api("GET", "/healthz") == (200, {"status": "ok"})
-    status, doc = s.api("GET", "/openapi.json")
+    assert s.api("GET", "/openapi.json")[0] == 401
+    status, doc = s.api("GET", "/openapi.json", token=s.token("docs", "read"))
     assert status == 200
     for path, ops in doc["paths"].items():
         if path == "/healthz":

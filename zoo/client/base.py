@@ -70,4 +70,10 @@ class Client(Protocol):
 
     def job_cancel(self, job_ids: Sequence[str]) -> dict[str, str]: ...
 
+    def stream_log(self, job_id: str, write: Callable[[str], None], *, follow: bool) -> None:
+        """Write a job's log; with ``follow`` keep writing until the job ends."""
+
+    def wait_jobs(self, job_ids: Sequence[str], *, timeout: float | None) -> dict[str, str]:
+        """Wait until the jobs end (or ``timeout`` seconds); job id -> state."""
+
     def close(self) -> None: ...

@@ -7,7 +7,7 @@ storage modules load lazily (a catalog verb never imports boto3 unless the store
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from zoo.client.base import Json, ProgressFn
@@ -175,3 +175,15 @@ class DirectClient:
         from zoo.workers.control import cancel_jobs
 
         return cancel_jobs(self.catalog, job_ids)
+
+    def stream_log(self, job_id: str, write: Callable[[str], None], *, follow: bool) -> None:
+        from zoo.workers.control import stream_log
+
+        stream_log(self.catalog, self.settings.store_url, job_id, write, follow=follow)
+
+    def wait_jobs(self, job_ids: Sequence[str], *, timeout: float | None) -> dict[str, str]:
+        from zoo.storage import jobs
+        from zoo.workers.submit import wait_jobs
+
+        ids = [jobs.get_job(self.catalog, j).id for j in job_ids]
+        return wait_jobs(self.catalog, ids, timeout=timeout, address=self.settings.ray_address)

@@ -14,16 +14,19 @@ import hashlib
 import json
 import os
 import stat
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from zoo import errors as zerr
 from zoo.client.base import Json, ProgressFn
+from zoo.job_state import TERMINAL
 
 TOKEN_FILE = "token"
+TERMINAL_STATES = frozenset(str(s) for s in TERMINAL)
 TIMEOUT_S = 300.0
 CHUNK = 1 << 20
 
@@ -247,6 +250,33 @@ class HttpClient:
         for job_id in job_ids:
             out.update(self.request("POST", f"/jobs/{_seg(job_id)}/cancel"))
         return out
+
+
+    def stream_log(self, job_id: str, write: Callable[[str], None], *, follow: bool,
+                   poll_s: float = 1.0) -> None:
+        """The server's log of the job, polled while it runs (as the direct follow does)."""
+        job_id = self.job_show(job_id)["id"]
+        shown = 0
+        while True:
+            terminal = self.job_show(job_id)["state"] in TERMINAL_STATES
+            text = self.request("GET", f"/jobs/{_seg(job_id)}/logs") or ""
+            if len(text) > shown:
+                write(text[shown:])
+                shown = len(text)
+            if not follow or terminal:
+                return
+            time.sleep(poll_s)
+
+    def wait_jobs(self, job_ids: Sequence[str], *, timeout: float | None,
+                  poll_s: float = 1.0) -> dict[str, str]:
+        ids = [self.job_show(j)["id"] for j in job_ids]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            states = {j: self.job_show(j)["state"] for j in ids}
+            if all(s in TERMINAL_STATES for s in states.values()) or (
+                    deadline is not None and time.monotonic() > deadline):
+                return states
+            time.sleep(poll_s)
 
 
 def _seg(text: str) -> str:
