@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 
-from zoo.errors import NotFoundError
+from zoo.errors import NotFoundError, QuerySyntaxError
 from zoo.server.web import session as web
 from zoo.server.web.chart import render_svg
 from zoo.server.web.context import catalog_of, read
@@ -43,7 +43,7 @@ def leaderboard_page(request: Request, dataset: str = "", metric: str = "", q: s
         try:
             rows = timer(lambda: leaderboard(catalog_of(request), dataset=chosen.fingerprint,
                                              metric=metric, query=q or None, top=top))
-        except NotFoundError as exc:
+        except (NotFoundError, QuerySyntaxError) as exc:  # shown above the table, the form kept
             message = str(exc)
         higher = metric not in LOWER_IS_BETTER
         svg = render_svg(rows, metric=metric, higher_is_better=higher, dataset=chosen.label)

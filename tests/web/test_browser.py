@@ -180,6 +180,17 @@ def test_leaderboard_pickers_and_picture(page, zoo_server, shots):
     assert "loss vs trainable parameters" in svg.locator("title").first.text_content()
     snap(page, shots, "11-leaderboard-loss")
 
+    page.fill("input[name=q]", "r<=4")  # only the adapters of rank 4 or less
+    with page.expect_navigation():
+        page.click("#show")
+    assert page.locator("#board tbody tr").count() == 4
+    assert svg.locator("circle.point").count() == 4
+    page.fill("input[name=q]", "r<<4")
+    with page.expect_navigation():
+        page.click("#show")
+    assert "bad term" in page.inner_text("#message")
+    assert page.input_value("input[name=q]") == "r<<4"
+
 
 def test_jobs_pages_show_states_attempts_and_logs(page, zoo_server, shots):
     jobs = zoo_server.facts.jobs
