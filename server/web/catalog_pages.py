@@ -7,14 +7,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
-from sqlalchemy.orm import Session
 
 from zoo.errors import QuerySyntaxError, ZooError
 from zoo.server.web import paging
 from zoo.server.web import session as web
-from zoo.server.web.context import read
+from zoo.server.web.context import catalog_of, read
 from zoo.server.web.render import Timer, WebRoute, page
 from zoo.storage import catalog as cat
+from zoo.storage.audit import alias_history
+from zoo.storage.db import Transaction
 from zoo.storage.jobs import get_job
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -83,7 +84,7 @@ def _key(row: dict[str, Any], sort: str) -> str:
     return paging.encode((row["id"] if field == "created" else row[field], row["id"]))
 
 
-def _page(s: Session, q: str, sort: str, cursor: tuple[Any, str] | None, *,
+def _page(s: Transaction, q: str, sort: str, cursor: tuple[Any, str] | None, *,
           backward: bool = False) -> Listing:
     """The page after ``cursor`` (or, ``backward``, the page before it), the cursors around it,
     and the number of matches when it is cheap to know.
@@ -127,16 +128,12 @@ def _job(request: Request, job_id: str | None) -> Any:
     """The job that trained the adapter, when the catalog still has its row."""
     if not job_id:
         return None
-    from zoo.server.web.context import catalog_of
-
     try:
         return get_job(catalog_of(request), job_id)
     except ZooError:
         return None
 
 
-def _alias_history(s: Session, aliases: list[str]) -> dict[str, list[dict[str, Any]]]:
+def _alias_history(s: Transaction, aliases: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Every move of each of the adapter's aliases (the audit trail), newest first."""
-    from zoo.storage.audit import alias_history
-
     return {ref: list(reversed(alias_history(s, ref))) for ref in aliases}

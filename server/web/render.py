@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -50,7 +50,7 @@ def _url(path: str, **params: Any) -> str:
 
 _env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-_env.globals.update(url=_url, quote=quote)
+_env.globals.update(url=_url)
 _env.filters["thousands"] = lambda n: "" if n is None else f"{n:,}"
 
 
