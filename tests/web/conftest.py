@@ -4,7 +4,8 @@ cannot work offline).
 
 Without chromium (or Playwright) the browser tests skip with the reason, unless
 ``ZOO_REQUIRE_BROWSER=1`` (``.ci/run`` sets it): then they fail. Screenshots of every page go
-to ``$ZOO_TEST_ARTIFACTS/screenshots`` (default ``test-artifacts/screenshots``, gitignored).
+to ``$ZOO_TEST_ARTIFACTS/screenshots`` (default ``test-artifacts/screenshots``, gitignored), and
+each page's Server-Timing to ``page-timings.tsv`` there.
 """
 
 from __future__ import annotations
@@ -129,12 +130,32 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+@pytest.fixture(scope="session")
+def timings() -> Iterator[list[str]]:
+    """Each page the browser loaded with the server's own Server-Timing (catalog and template
+    milliseconds), written to ``page-timings.tsv`` beside the screenshots: a record of how the
+    pages behave at 100k adapters, never an assertion."""
+    lines: list[str] = []
+    yield lines
+    if lines:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "page-timings.tsv").write_text("status\tserver-timing\turl\n"
+                                                    + "\n".join(lines) + "\n")
+
+
 @pytest.fixture
-def page(browser, zoo_server) -> Iterator[Any]:
+def page(browser, zoo_server, timings) -> Iterator[Any]:
     """A fresh browser context (no cookies) with a page on the server."""
     context = browser.new_context(base_url=zoo_server.url, accept_downloads=True,
                                   viewport={"width": 1400, "height": 900})
     context.set_default_timeout(15_000)
+
+    def record(response: Any) -> None:
+        if response.request.resource_type == "document":
+            timings.append(f"{response.status}\t{response.headers.get('server-timing', '')}\t"
+                           f"{response.url.removeprefix(zoo_server.url)}")
+
+    context.on("response", record)
     try:
         yield context.new_page()
     finally:
