@@ -20,7 +20,6 @@ from zoo.cli.options import (
     store_options,
     wide_option,
 )
-from zoo.cli.transfer import opened
 
 
 def register(group: click.Group) -> None:
@@ -94,37 +93,28 @@ def eval_command(query: str, dataset: str, metrics: str | None, batch_size: int,
     Example:
       zoo eval --select 'tag:team=nlp task=seq-cls' --dataset eval.jsonl --metric accuracy
     """
-    from zoo.client import direct_only
-
-    direct_only("eval")
-    from zoo.settings import resolve_settings
-    from zoo.workers.cluster import shutdown_if_started
-    from zoo.workers.eval_pool import run_eval
+    from zoo.cli.catalog import client
 
     wanted = _metrics_option(metrics)
-    settings = resolve_settings(catalog_url=catalog_url, store_url=store_url, ray_address=address)
-    with opened(catalog_url, store_url) as (catalog, _store):
-        try:
-            summary = run_eval(catalog, settings.store_url, dataset=dataset, query=query,
-                               address=settings.ray_address, metrics=wanted,
+    with client(catalog_url, store_url) as zoo:
+        summary = zoo.evaluate(query=query, dataset=dataset, metrics=wanted,
                                batch_size=batch_size, max_examples=max_examples, force=force,
+                               address=address,
                                progress=None if as_json else progress_printer())
-        finally:
-            shutdown_if_started()
     if as_json:
-        _echo_json(summary.to_dict())
+        _echo_json(summary)
     else:
         from zoo.cli.output import safe
 
-        for adapter_id, message in list(summary.error_messages.items())[:20]:
+        for adapter_id, message in list(summary["error_messages"].items())[:20]:
             click.echo(f"  error {adapter_id}: {safe(message)}")
-        click.echo(f"evaluated {summary.evaluated} adapter(s) on {safe(summary.dataset)} "
-                   f"(sha256 {summary.fingerprint[:12]}) in {summary.elapsed_s:.1f} s; "
-                   f"{summary.skipped} already had results, {summary.errors} error(s)")
-    if summary.errors and not summary.evaluated and not summary.skipped:
+        click.echo(f"evaluated {summary['evaluated']} adapter(s) on {safe(summary['dataset'])} "
+                   f"(sha256 {summary['dataset_sha256'][:12]}) in {summary['elapsed_s']:.1f} s; "
+                   f"{summary['skipped']} already had results, {summary['errors']} error(s)")
+    if summary["errors"] and not summary["evaluated"] and not summary["skipped"]:
         from zoo.errors import JobError
 
-        raise JobError(f"no adapter could be evaluated ({summary.errors} error(s))")
+        raise JobError(f"no adapter could be evaluated ({summary['errors']} error(s))")
 
 
 @click.command("leaderboard", short_help="Adapters ranked by a metric on a dataset; a plot.")

@@ -278,6 +278,45 @@ def leaderboard(request: Request, dataset: str = Query(..., max_length=128),
     return rank(catalog_of(request), dataset=dataset, metric=metric, query=q, top=limit)
 
 
+@router.post("/evals", summary="Evaluate the matching adapters on a dataset (waits for it)")
+def start_eval(request: Request, select: str = Form(..., max_length=10_000),
+               file: UploadFile | None = File(default=None),
+               dataset_uri: str | None = Form(default=None, max_length=1024),
+               metrics: list[str] = Form(default=[]), batch_size: int = Form(32, ge=1, le=4096),
+               max_examples: int | None = Form(default=None, ge=1), force: bool = Form(False),
+               token: Token = Depends(writer)) -> Json:
+    """The dataset is an uploaded file or an ``s3://`` URI, never a path on the server."""
+    import tempfile
+    from pathlib import Path
+
+    from zoo.batch_eval import parse_metrics
+    from zoo.names import validate_name
+    from zoo.storage.evals import select_items
+    from zoo.workers.eval_pool import run_eval
+
+    if token.prefix is not None:  # every adapter it would write results for must be its own
+        for item in select_items(catalog_of(request), select):
+            token.check("write", item.name)
+    wanted = parse_metrics(metrics) if metrics else None
+    settings = request.app.state.settings
+    with tempfile.TemporaryDirectory(prefix="zoo-eval-") as tmp:
+        if (file is None) == (dataset_uri is None):
+            raise ConfigError("give the dataset as a file upload or as dataset_uri, not both")
+        if dataset_uri is not None:
+            if not dataset_uri.startswith("s3://"):
+                raise ConfigError("dataset_uri must be an s3:// URI (no paths on the server)")
+            dataset = dataset_uri
+        else:
+            name = validate_name(Path(file.filename or "dataset.jsonl").name, "dataset file name")
+            dataset = str(Path(tmp) / name)
+            Path(dataset).write_bytes(file.file.read(MAX_UPLOAD_BYTES))
+        with audit.acting_as(token.name):
+            return run_eval(catalog_of(request), settings.store_url, dataset=dataset,
+                            query=select, address=settings.ray_address, metrics=wanted,
+                            batch_size=batch_size, max_examples=max_examples,
+                            force=force).to_dict()
+
+
 @router.get("/adapters/{ref}/evals", summary="An adapter's latest metrics per dataset")
 def eval_results(request: Request, ref: str, _token: Token = Depends(reader)) -> Json:
     shown = show_adapter(request, ref, _token)

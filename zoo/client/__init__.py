@@ -27,6 +27,12 @@ def get_client(*, catalog_url: str | None = None, store_url: str | None = None,
     if url is not None:
         from zoo.client.http import HttpClient, resolve_token
 
+        if catalog_url or store_url:
+            from zoo.errors import ConfigError
+
+            raise ConfigError("--catalog/--store name a catalog to use directly, but ZOO_URL "
+                              "sends this command to a team server; unset one of them")
+
         return HttpClient(url, resolve_token())
     from zoo.client.direct import DirectClient
 

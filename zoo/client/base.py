@@ -53,6 +53,12 @@ class Client(Protocol):
 
     def bases(self) -> list[Json]: ...
 
+    def evaluate(self, *, query: str, dataset: str, metrics: Sequence[str] | None,
+                 batch_size: int, max_examples: int | None, force: bool, address: str | None,
+                 progress: ProgressFn | None) -> Json:
+        """Score the matching adapters on a dataset (a file or s3:// URI); the summary
+        (``EvalSummary.to_dict()``). Results go to the catalog."""
+
     def token_create(self, name: str, *, scope: str, prefix: str | None,
                      expires_s: float | None) -> Json:
         """The token's fields plus ``token``, its secret (shown once)."""

@@ -127,6 +127,20 @@ class DirectClient:
 
         return leaderboard(self.catalog, dataset=dataset, metric=metric, query=query, top=limit)
 
+    def evaluate(self, *, query: str, dataset: str, metrics: Sequence[str] | None,
+                 batch_size: int, max_examples: int | None, force: bool, address: str | None,
+                 progress: ProgressFn | None) -> Json:
+        from zoo.workers.cluster import shutdown_if_started
+        from zoo.workers.eval_pool import run_eval
+
+        try:
+            return run_eval(self.catalog, self.settings.store_url, dataset=dataset, query=query,
+                            address=address or self.settings.ray_address, metrics=metrics,
+                            batch_size=batch_size, max_examples=max_examples, force=force,
+                            progress=progress).to_dict()
+        finally:
+            shutdown_if_started()
+
     def bases(self) -> list[Json]:
         from zoo.storage.bases import list_bases
 

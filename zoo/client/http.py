@@ -75,6 +75,7 @@ class HttpClient:
         self._parts = parts
         self._token = token
         self._conn: Any = None
+        self._timeout: float | None = TIMEOUT_S
 
     # --------------------------------------------------------------------- transport
     def _connection(self) -> Any:
@@ -83,7 +84,7 @@ class HttpClient:
 
             cls = http.client.HTTPSConnection if self._parts.scheme == "https" \
                 else http.client.HTTPConnection
-            self._conn = cls(self._parts.hostname, self._parts.port, timeout=TIMEOUT_S)
+            self._conn = cls(self._parts.hostname, self._parts.port, timeout=self._timeout)
         return self._conn
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -216,6 +217,35 @@ class HttpClient:
         return self.request("GET", "/leaderboard", params={"dataset": dataset, "metric": metric,
                                                            "q": query, "limit": limit})
 
+    def evaluate(self, *, query: str, dataset: str, metrics: Sequence[str] | None,
+                 batch_size: int, max_examples: int | None, force: bool, address: str | None,
+                 progress: ProgressFn | None) -> Json:
+        """The server runs the evaluation (on its Ray) and answers when it is done; a local
+        dataset file is uploaded, an s3:// one is named."""
+        if address is not None:
+            raise zerr.ConfigError("--address does not apply through ZOO_URL: the server "
+                                   "evaluates on its own Ray")
+        fields = [("select", query), ("batch_size", str(batch_size)), ("force", str(force).lower())]
+        fields += [("metrics", m) for m in metrics or ()]
+        if max_examples is not None:
+            fields.append(("max_examples", str(max_examples)))
+        if dataset.startswith("s3://"):
+            fields.append(("dataset_uri", dataset))
+            name, data = "", None
+        else:
+            path = Path(dataset).expanduser()
+            if not path.is_file():
+                raise zerr.DataError(f"dataset {dataset}: no such file")
+            name, data = path.name, path.read_bytes()
+        body, content_type = _multipart(fields, name, data)
+        self.close()  # an evaluation takes as long as it takes: no socket timeout for it
+        self._timeout = None
+        try:
+            return self.request("POST", "/evals", raw=body, content_type=content_type)
+        finally:
+            self.close()
+            self._timeout = TIMEOUT_S
+
     def bases(self) -> list[Json]:
         return self.request("GET", "/bases")
 
@@ -284,16 +314,18 @@ def _seg(text: str) -> str:
     return quote(text, safe="@")
 
 
-def _multipart(fields: list[tuple[str, str]], filename: str, data: bytes) -> tuple[bytes, str]:
+def _multipart(fields: list[tuple[str, str]], filename: str,
+               data: bytes | None) -> tuple[bytes, str]:
+    """A multipart/form-data body: the fields, then the file (when ``data`` is given)."""
     boundary = uuid.uuid4().hex
     parts = []
     for key, value in fields:
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
                      f"{value}\r\n".encode())
-    safe_name = quote(filename)
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-                 f'filename="{safe_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-                 .encode() + data + b"\r\n")
+    if data is not None:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                     f'filename="{quote(filename)}"\r\n'
+                     'Content-Type: application/octet-stream\r\n\r\n'.encode() + data + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
