@@ -4,7 +4,8 @@ One point per ranked adapter (exactly the rows the table shows), coloured by met
 nothing is shared, else PRoLoRA, per rank); the best few labelled with their names; the
 params/metric Pareto front drawn as a step line (no adapter on it is beaten by one that is both
 smaller and better). Axis limits come from the data with a margin, so a board whose values are
-all equal still shows them in the middle. The format is the file extension's.
+all equal still shows them in the middle. The format is the file extension's. Those
+choices (front, labels, limits) are ``zoo.ranking``'s, shared with the web leaderboard.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from zoo.ranking import axis_limits as _limits
+from zoo.ranking import config_label, pareto_front
+
 FORMATS = ("png", "svg", "pdf")
 LABELLED = 5
-
-
-def config_label(row: dict[str, Any]) -> str:
-    """Legend label: LoRA when nothing is shared (u = r or m = n = 1), else PRoLoRA."""
-    lora = row["unshared_r"] == row["r"] or (row["share_a"] == 1 and row["share_b"] == 1)
-    return f"{'LoRA' if lora else 'PRoLoRA'} r={row['r']}"
 
 
 def plot_format(path: str) -> str:
@@ -31,25 +29,6 @@ def plot_format(path: str) -> str:
         raise ConfigError(f"--plot {path}: the file name must end in "
                           f"{', '.join('.' + f for f in FORMATS)} (the picture's format)")
     return ext
-
-
-def pareto_front(rows: list[dict[str, Any]], higher_is_better: bool) -> list[dict[str, Any]]:
-    """Rows no other row beats on both axes (fewer parameters AND a better value), by params."""
-    front: list[dict[str, Any]] = []
-    best: float | None = None
-    for row in sorted(rows, key=lambda r: (r["params"], -r["value"] if higher_is_better
-                                           else r["value"])):
-        value = row["value"]
-        if best is None or (value > best if higher_is_better else value < best):
-            front.append(row)
-            best = value
-    return front
-
-
-def _limits(values: list[float]) -> tuple[float, float]:
-    lo, hi = min(values), max(values)
-    pad = (hi - lo) * 0.08 if hi > lo else max(abs(hi) * 0.1, 0.05)
-    return lo - pad, hi + pad
 
 
 def _label_best(ax: Any, best: list[dict[str, Any]]) -> None:

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from zoo import __version__
-from zoo.server import errors
+from zoo.server import errors, web
 from zoo.server.api import router
 from zoo.server.auth import require
 from zoo.settings import Settings
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(router)
+    app.include_router(web.router)  # the web catalog's pages
     app.openapi = _error_schemas(app)  # type: ignore[method-assign]
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from zoo.errors import SchemaVersionError
 
 # Oldest first; the last one is the head this code writes and reads.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 

@@ -134,8 +134,10 @@ class AdapterRow(Base):
         Index("ix_adapters_task_id", "task", "id"),
         Index("ix_adapters_base_model_id_id", "base_model_id", "id"),
         Index("ix_adapters_base_model_id_task_id", "base_model_id", "task", "id"),
-        Index("ix_adapters_params", "params"),
-        Index("ix_adapters_r", "r"),
+        # Sortable on the web catalog's page: (key, id) is exactly its ORDER BY, so a page at
+        # any cursor is an index range scan even where thousands of adapters share one r.
+        Index("ix_adapters_params_id", "params", "id"),
+        Index("ix_adapters_r_id", "r", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
