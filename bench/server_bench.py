@@ -5,8 +5,9 @@ Needs the ``bench`` extra (mlflow) and the ``server`` extra. In one run:
 
 1. seeds a SQLite catalog with ``--n`` adapters and MLflow's registry with ``--mlflow-n`` model
    versions (the same synthetic data and bulk seeding as ``bench/catalog_bench.py``);
-2. starts ``zoo server`` and ``mlflow server`` (each with its default worker count) on loopback;
-3. drives each with ``--clients`` concurrent HTTP clients (one asyncio loop, keep-alive) for two
+2. starts ``zoo server`` and ``mlflow server`` on loopback, each with ``--workers`` processes
+   (default: one per core; MLflow's own default is 4);
+3. drives each with ``wrk`` (Debian's package), ``--clients`` keep-alive connections, for two
    lookups, a tag lookup (50 newest with a tag) and a 3-term filter (base, task, team tag; sorted,
    50 rows), and prints requests/s, p50/p99 latency and the zoo/MLflow throughput ratio;
 4. times whole ``zoo ls tag:prod --json`` processes through the server (``ZOO_URL``) and directly
@@ -19,10 +20,9 @@ the ratio is the result.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import random
+import re
 import shutil
 import socket
 import statistics
@@ -30,25 +30,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from catalog_bench import TEAMS, pct, seed_mlflow, seed_zoo, synth  # noqa: E402
+from catalog_bench import TEAMS, seed_mlflow, seed_zoo, synth  # noqa: E402
 
+TAG_CHOICES = ["prod"] + [f"team={t}" for t in TEAMS]
+THREE_TERMS = "base=llama-3-8b task=seq-cls tag:team=nlp"
 ZOO_LOOKUPS = {
-    "tag lookup (tag:<t>, 50 newest)": lambda rng: {"q": rng.choice(
-        ["tag:prod"] + [f"tag:team={t}" for t in TEAMS]), "limit": "50"},
-    "3-term filter, sorted, 50": lambda rng: {
-        "q": "base=llama-3-8b task=seq-cls tag:team=nlp", "sort": "-created", "limit": "50"},
+    "tag lookup (tag:<t>, 50 newest)": [{"q": f"tag:{t}", "limit": "50"} for t in TAG_CHOICES],
+    "3-term filter, sorted, 50": [{"q": THREE_TERMS, "sort": "-created", "limit": "50"}],
 }
 MLFLOW_LOOKUPS = {
-    "tag lookup (tag:<t>, 50 newest)": lambda rng: {"filter": rng.choice(
-        ["tags.prod = 'true'"] + [f"tags.team = '{t}'" for t in TEAMS]), "max_results": "50",
-        "order_by": "creation_timestamp DESC"},
-    "3-term filter, sorted, 50": lambda rng: {
+    "tag lookup (tag:<t>, 50 newest)": [
+        {"filter": f"tags.{k} = '{v or 'true'}'", "max_results": "50",
+         "order_by": "creation_timestamp DESC"} for k, _, v in (t.partition("=") for t in TAG_CHOICES)],
+    "3-term filter, sorted, 50": [{
         "filter": "tags.base = 'llama-3-8b' AND tags.task = 'seq-cls' AND tags.team = 'nlp'",
-        "max_results": "50", "order_by": "creation_timestamp DESC"},
+        "max_results": "50", "order_by": "creation_timestamp DESC"}],
 }
 ZOO_LIST_PATH = "/api/v1/adapters"
 MLFLOW_SEARCH_PATH = "/api/2.0/mlflow/model-versions/search"
@@ -82,19 +82,21 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> No
     raise SystemExit(f"no answer from {url} within {timeout:.0f} s")
 
 
-def start_zoo_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+def start_zoo_server(env: dict[str, str], log: Path, workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([zoo_bin(), "server", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([zoo_bin(), "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", str(workers)],
                             env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url + "/healthz", proc)
     return proc, url
 
 
-def start_mlflow_server(db_path: str, work: Path) -> tuple[subprocess.Popen, str]:
+def start_mlflow_server(db_path: str, work: Path, workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers),
          "--backend-store-uri", f"sqlite:///{db_path}", "--default-artifact-root", str(work / "mlruns")],
         stdout=(work / "mlflow.log").open("wb"), stderr=subprocess.STDOUT, cwd=work)
     url = f"http://127.0.0.1:{port}"
@@ -108,41 +110,39 @@ def create_token(env: dict[str, str], scope: str = "read") -> str:
     return json.loads(out.stdout)["token"]
 
 
-async def _drive(url: str, params: Callable[[random.Random], dict], headers: dict[str, str],
-                 clients: int, seconds: float) -> tuple[list[float], int]:
-    import httpx
-
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-
-    async def client(k: int, http: httpx.AsyncClient) -> None:
-        nonlocal errors
-        rng = random.Random(k)
-        while time.perf_counter() < stop_at:
-            t0 = time.perf_counter()
-            resp = await http.get(url, params=params(rng), headers=headers)
-            latencies.append(time.perf_counter() - t0)
-            if resp.status_code != 200:
-                errors += 1
-
-    async with httpx.AsyncClient(limits=limits, timeout=60.0) as http:
-        await asyncio.gather(*(client(k, http) for k in range(clients)))
-    return latencies, errors
+WRK_SCRIPT = """
+paths = {%s}
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+"""
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def load(url: str, params: Callable[[random.Random], dict], headers: dict[str, str],
-         clients: int, seconds: float) -> dict[str, float]:
-    """Requests/s and latency percentiles (ms) of ``clients`` concurrent keep-alive clients."""
-    asyncio.run(_drive(url, params, headers, clients, min(2.0, seconds)))  # warm-up
-    t0 = time.perf_counter()
-    lat, errors = asyncio.run(_drive(url, params, headers, clients, seconds))
-    elapsed = time.perf_counter() - t0
-    if errors:
-        raise SystemExit(f"{errors} of {len(lat)} requests to {url} failed")
-    return {"rps": len(lat) / elapsed, "p50": statistics.median(lat) * 1000,
-            "p99": pct(lat, 0.99) * 1000, "n": len(lat)}
+def load(base_url: str, path: str, variants: list[dict[str, str]], headers: dict[str, str],
+         clients: int, seconds: float, work: Path) -> dict[str, float]:
+    """Requests/s and p50/p99 latency (ms) from ``wrk``, ``clients`` keep-alive connections, each
+    request one of ``variants`` at random. wrk is C: the load generator costs the 2 cores
+    little, so both servers are measured rather than a Python client."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("this bench drives the servers with wrk: apt-get install wrk")
+    script = work / f"wrk-{abs(hash(path)) % 10**8}.lua"
+    script.write_text(WRK_SCRIPT % ", ".join(json.dumps(f"{path}?{urlencode(v)}") for v in variants))
+    cmd = [wrk, f"-t{min(2, clients)}", f"-c{clients}", f"-d{seconds:.0f}s", "--latency", "--timeout", "60s", "-s", str(script)]
+    for key, value in headers.items():
+        cmd += ["-H", f"{key}: {value}"]
+    subprocess.run(cmd[:3] + ["-d2s"] + cmd[4:] + [base_url], capture_output=True, check=True)  # warm-up
+    out = subprocess.run(cmd + [base_url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"requests to {base_url}{path} failed:\n{out}")
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": _latency(out, "50%"), "p99": _latency(out, "99%")}
+
+
+def _latency(wrk_out: str, percentile: str) -> float:
+    value, unit = re.search(rf"^\s+{percentile}\s+([\d.]+)(us|ms|s)\s*$", wrk_out, re.M).groups()
+    return float(value) * UNITS[unit]
 
 
 def cold_ls(env: dict[str, str], extra: list[str], runs: int) -> tuple[float, str]:
@@ -164,6 +164,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per lookup")
     ap.add_argument("--cold-runs", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="server processes, the same for both servers (default: one per core)")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
 
@@ -184,16 +186,17 @@ def main() -> None:
     token = create_token(env)
     procs = []
     try:
-        zproc, zurl = start_zoo_server(env, work / "zoo-server.log")
+        zproc, zurl = start_zoo_server(env, work / "zoo-server.log", args.workers)
         procs.append(zproc)
-        mproc, murl = start_mlflow_server(str(work / "mlflow.db"), work)
+        mproc, murl = start_mlflow_server(str(work / "mlflow.db"), work, args.workers)
         procs.append(mproc)
         results = {}
         for name in ZOO_LOOKUPS:
             results[name] = (
-                load(zurl + ZOO_LIST_PATH, ZOO_LOOKUPS[name], {"Authorization": f"Bearer {token}"},
-                     args.clients, args.seconds),
-                load(murl + MLFLOW_SEARCH_PATH, MLFLOW_LOOKUPS[name], {}, args.clients, args.seconds))
+                load(zurl, ZOO_LIST_PATH, ZOO_LOOKUPS[name], {"Authorization": f"Bearer {token}"},
+                     args.clients, args.seconds, work),
+                load(murl, MLFLOW_SEARCH_PATH, MLFLOW_LOOKUPS[name], {}, args.clients, args.seconds,
+                     work))
         remote_env = {**env, "ZOO_URL": zurl, "ZOO_TOKEN": token}
         for key in ("ZOO_CATALOG_URL", "ZOO_STORE_URL"):
             remote_env.pop(key)
@@ -208,7 +211,8 @@ def main() -> None:
 
 def report(results: dict, args: argparse.Namespace, remote_s: float, direct_s: float,
            same: bool) -> None:
-    print(f"\n{args.clients} concurrent clients, {args.seconds:.0f} s per lookup; zoo server over "
+    print(f"\n{args.clients} concurrent clients (wrk), {args.seconds:.0f} s per lookup, "
+          f"{args.workers} worker processes per server; zoo server over "
           f"{args.n:,} adapters (SQLite), MLflow server over {args.mlflow_n:,} versions (SQLite)")
     print(f"{'lookup':34} {'zoo req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mlflow req/s':>13} "
           f"{'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}")

@@ -180,7 +180,7 @@ def ls(query: tuple[str, ...], sort: str, limit: int, all_rows: bool, wide: bool
                     click.echo(json.dumps(d, ensure_ascii=False, default=str) if as_json
                                else "  ".join(safe(c.cell(d)) for c in adapter_columns()))
             return
-        rows, total = zoo.list_adapters(text, sort, limit)
+        rows, total = zoo.list_adapters(text, sort, limit, count=not (as_json or ids_only))
     if as_json:
         _echo_json(rows)
         return

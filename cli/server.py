@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from zoo.cli.options import store_options
@@ -17,15 +19,19 @@ def register(group: click.Group) -> None:
               help="Address to listen on; put a TLS reverse proxy in front for other hosts.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8750, show_default=True,
               help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes; one per core serves a busy team best (SQLite and "
+                   "PostgreSQL catalogs both take several).")
 @store_options
-def server(host: str, port: int, catalog_url: str | None, store_url: str | None) -> None:
+def server(host: str, port: int, workers: int, catalog_url: str | None,
+           store_url: str | None) -> None:
     """Serve the configured catalog and store over HTTP: the REST API under /api/v1 (its
     OpenAPI document at /openapi.json) and the web catalog. Every request needs a token
     (`zoo token create`) except GET /healthz. Plain HTTP: terminate TLS in a reverse proxy.
 
     \b
     Example:
-      zoo server --host 127.0.0.1 --port 8750
+      zoo server --host 127.0.0.1 --port 8750 --workers 4
     """
     from zoo.client import direct_only
 
@@ -33,9 +39,16 @@ def server(host: str, port: int, catalog_url: str | None, store_url: str | None)
     import uvicorn
 
     from zoo.server.app import create_app
-    from zoo.settings import resolve_settings
+    from zoo.settings import ENV_VARS, resolve_settings
 
-    app = create_app(resolve_settings(catalog_url=catalog_url, store_url=store_url))
+    settings = resolve_settings(catalog_url=catalog_url, store_url=store_url)
+    options = {"host": host, "port": port, "log_level": "warning", "access_log": False,
+               "server_header": False}
     click.echo(f"zoo server on http://{host}:{port} (Ctrl-C stops it)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                server_header=False)
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # each worker process builds its app from the environment: hand it what the flags chose
+    os.environ.update({ENV_VARS["catalog_url"]: settings.catalog_url,
+                       ENV_VARS["store_url"]: settings.store_url, "ZOO_HOME": settings.home})
+    uvicorn.run("zoo.server.app:create_app", factory=True, workers=workers, **options)

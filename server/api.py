@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from zoo.errors import ConfigError, NotFoundError
@@ -56,6 +56,13 @@ class TokenBody(BaseModel):
 class RemoveBody(BaseModel):
     refs: list[str] = Field(min_length=1, max_length=10_000)
     force: bool = False
+
+
+def plain_json(body: Json) -> Response:
+    """A body that is already plain JSON values (storage's dicts) as a response, skipping
+    FastAPI's field-by-field re-encoding: 9 ms of a 50-row page, more than its query."""
+    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+                    media_type="application/json")
 
 
 def catalog_of(request: Request) -> Any:
@@ -109,6 +116,8 @@ def decode_cursor(text: str | None) -> tuple[Any, str] | None:
 def list_adapters(request: Request, q: str = Query("", max_length=10_000),
                   sort: str = Query("-created", max_length=200),
                   limit: int = Query(50, ge=1, le=100_000), after: str | None = None,
+                  count: bool = Query(False, description="also count every match when the "
+                                      "first page is full (a scan for a broad query)"),
                   _token: Token = Depends(reader)) -> Json:
     from zoo.storage.catalog import adapter_to_dict, count_adapters
     from zoo.storage.catalog import list_adapters as page_of
@@ -118,18 +127,19 @@ def list_adapters(request: Request, q: str = Query("", max_length=10_000),
     def run(session: Any) -> Json:
         page = page_of(session, q, sort, limit, position)
         rows = [adapter_to_dict(r, config=False) for r in page]
-        total = count_adapters(session, q) if len(rows) == limit and position is None else None
+        full = count and len(rows) == limit and position is None
+        total = count_adapters(session, q) if full else None
         return {"adapters": rows, "next": encode_cursor(page.next_after), "total": total}
 
-    return catalog_of(request).run(run, readonly=True)
+    return plain_json(catalog_of(request).run(run, readonly=True))
 
 
 @router.get("/adapters/{ref}", summary="One adapter by id, unique id prefix or NAME@ALIAS")
 def show_adapter(request: Request, ref: str, _token: Token = Depends(reader)) -> Json:
     from zoo.storage.catalog import adapter_to_dict, resolve_ref
 
-    return catalog_of(request).run(lambda s: adapter_to_dict(resolve_ref(s, ref)),
-                                   readonly=True)
+    return plain_json(catalog_of(request).run(lambda s: adapter_to_dict(resolve_ref(s, ref)),
+                                              readonly=True))
 
 
 def _tagging(request: Request, token: Token, ref: str, tags: list[str], fn_name: str) -> Json:

@@ -16,8 +16,10 @@ ProgressFn = Callable[[int, int, int], None]
 class Client(Protocol):
     """What the CLI can ask of the zoo. Errors are the typed errors of ``zoo.errors``."""
 
-    def list_adapters(self, query: str, sort: str, limit: int) -> tuple[list[Json], int | None]:
-        """One page (no config) and, when the page is full, how many match in all."""
+    def list_adapters(self, query: str, sort: str, limit: int,
+                      count: bool = False) -> tuple[list[Json], int | None]:
+        """One page (no config) and, when ``count`` and the page is full, how many match in all
+        (counting a broad query scans it, so only a table that prints the total asks)."""
 
     def iter_adapters(self, query: str, sort: str) -> Iterator[Json]:
         """Every match, streamed page by page."""

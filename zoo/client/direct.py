@@ -47,13 +47,15 @@ class DirectClient:
             self._catalog = None
 
     # ------------------------------------------------------------------------- adapters
-    def list_adapters(self, query: str, sort: str, limit: int) -> tuple[list[Json], int | None]:
+    def list_adapters(self, query: str, sort: str, limit: int,
+                      count: bool = False) -> tuple[list[Json], int | None]:
         from zoo.storage.catalog import adapter_to_dict, count_adapters, list_adapters
 
         def page(session: Any) -> tuple[list[Json], int | None]:
             rows = [adapter_to_dict(r, config=False)
                     for r in list_adapters(session, query, sort, limit)]
-            return rows, count_adapters(session, query) if len(rows) == limit else None
+            full = count and len(rows) == limit
+            return rows, count_adapters(session, query) if full else None
 
         return self.catalog.run(page, readonly=True)
 

@@ -134,9 +134,10 @@ class HttpClient:
             self._conn = None
 
     # ---------------------------------------------------------------------- adapters
-    def list_adapters(self, query: str, sort: str, limit: int) -> tuple[list[Json], int | None]:
+    def list_adapters(self, query: str, sort: str, limit: int,
+                      count: bool = False) -> tuple[list[Json], int | None]:
         page = self.request("GET", "/adapters", params={"q": query, "sort": sort,
-                                                         "limit": limit})
+                                                         "limit": limit, "count": count})
         return page["adapters"], page["total"]
 
     def iter_adapters(self, query: str, sort: str) -> Iterator[Json]:
