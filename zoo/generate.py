@@ -126,22 +126,23 @@ def generate(model: Any, requests: Sequence[GenRequest], *, tokenizer: Any = Non
     return [c for c in out if c is not None]
 
 
-def _slot_key(request: GenRequest) -> str:
-    return "" if request.adapter is None else request.adapter.digest
+def _slot_key(request: GenRequest) -> int:
+    """Rows of the same adapter object share a slot (identity: no hashing of the weights)."""
+    return -1 if request.adapter is None else id(request.adapter)
 
 
 def _bank_plan(batch: Sequence[GenRequest]) -> tuple[list[Adapter], list[int]]:
     """Distinct adapters of the batch (plus a zero adapter for base rows) and each row's slot."""
     adapters: list[Adapter] = []
-    index: dict[str, int] = {}
+    index: dict[int, int] = {}
     for r in batch:
-        if r.adapter is not None and r.adapter.digest not in index:
-            index[r.adapter.digest] = len(adapters)
+        if r.adapter is not None and id(r.adapter) not in index:
+            index[id(r.adapter)] = len(adapters)
             adapters.append(r.adapter)
     if not adapters:
         return [], []
     if any(r.adapter is None for r in batch):
-        index[""] = len(adapters)
+        index[-1] = len(adapters)
         adapters.append(zero_like(adapters[0]))  # adds exact zeros: the base's own output
     return adapters, [index[_slot_key(r)] for r in batch]
 
