@@ -323,6 +323,18 @@ def app_builder(args: dict[str, Any]) -> Any:
     return build_app(ServeConfig(**args))
 
 
+def check_selection(config: ServeConfig) -> int:
+    """How many adapters the selection covers; NotFoundError for an unregistered base."""
+    from zoo.storage.db import open_catalog
+    from zoo.storage.serving import serving_table
+
+    catalog = open_catalog(config.catalog_url)
+    try:
+        return len(serving_table(catalog, config.base, tag=config.tag, query=config.query).adapters)
+    finally:
+        catalog.close()
+
+
 def start(config: ServeConfig, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           address: str | None = None, **deployment: Any) -> str:
     """Deploy (embedded: a local Ray in this process; else the cluster at ``address``) and
@@ -345,4 +357,5 @@ def stop(base: str) -> None:
     serve.delete(app_name(base))
 
 
-__all__ = ["CompletionEngine", "ServeConfig", "app_builder", "build_app", "start", "stop"]
+__all__ = ["CompletionEngine", "ServeConfig", "app_builder", "build_app", "check_selection",
+           "start", "stop"]
