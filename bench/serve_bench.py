@@ -1,0 +1,188 @@
+"""Benchmark: serving a request stream over many adapters — zoo's batched generation vs the base
+model alone vs PEFT's mixed-batch ``generate(adapter_names=...)``, on the same prompts.
+
+    python bench/serve_bench.py [--adapters 100] [--requests 64] [--batch 16] [--tokens 16]
+
+What is measured (IN-PROCESS, the batched path a ``zoo serve`` replica runs; no HTTP, no Ray:
+the HTTP endpoint adds the same per-request overhead to every system and is not timed here):
+
+1. ``base alone``  — the limit: :func:`zoo.generate.generate` with no adapter, same batches.
+2. ``zoo serve``   — :func:`zoo.generate.generate` with each request's own adapter, taken from
+   a warm :class:`zoo.adapter_bank.AdapterBank` (expanded adapters in memory, as a replica
+   holds them); the per-batch bank of the batch's adapters is built inside the timing.
+3. ``PEFT mixed``  — every adapter loaded into one ``PeftModel`` (``load_adapter``, not timed),
+   then ``generate(input_ids, attention_mask, adapter_names=[...])`` on the same batches
+   (left padded, greedy, same number of new tokens).
+
+Two streams: requests over ``--adapters`` distinct adapters (round-robin, shuffled) and over
+ONE adapter. Requests arrive together and are served in batches of ``--batch`` in arrival
+order; a request's latency is the wall time of the batch that carried it (service time, no
+queueing). Tokens/s counts generated tokens over the stream's whole wall time. Greedy outputs
+of zoo and PEFT are compared token by token and the agreement is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TARGET_SETS = (("q_proj", "v_proj"), TARGETS[:4], TARGETS)
+
+
+def build_base(args):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden,
+                      intermediate_size=args.hidden * 2, num_hidden_layers=args.layers,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                      pad_token_id=0, bos_token_id=1, eos_token_id=None)
+    model = LlamaForCausalLM(cfg).eval()
+    model.generation_config.eos_token_id = None  # every request makes exactly --tokens tokens
+    return model
+
+
+def build_adapters(model, n: int):
+    from zoo.config import PRoLoRAConfig
+    from zoo.testing import random_adapter
+
+    rng = random.Random(0)
+    out = []
+    for i in range(n):
+        r = rng.choice([4, 8, 16])
+        cfg = PRoLoRAConfig(r=r, unshared_r=rng.randint(0, r), share_a=rng.choice([1, 2, 4]),
+                            share_b=rng.choice([1, 2, 4]), alpha=16.0,
+                            target_modules=rng.choice(TARGET_SETS))
+        out.append(random_adapter(model, cfg, base_model="bench-llama", seed=i, scale=0.1))
+    return out
+
+
+def make_stream(n_requests: int, n_adapters: int, vocab: int, seed: int = 1):
+    rng = random.Random(seed)
+    slots = [i % n_adapters for i in range(n_requests)]
+    rng.shuffle(slots)
+    prompts = [[1] + [rng.randrange(3, vocab) for _ in range(rng.randint(8, 40))]
+               for _ in range(n_requests)]
+    return list(zip(prompts, slots, strict=True))
+
+
+def batches(stream, size):
+    return [stream[i:i + size] for i in range(0, len(stream), size)]
+
+
+def run_zoo(model, stream, bank_adapters, args, *, base_only: bool = False):
+    from zoo.generate import GenRequest, SamplingParams, generate
+
+    params = SamplingParams(max_tokens=args.tokens)
+    latencies, outputs = [], []
+    start = time.perf_counter()
+    for batch in batches(stream, args.batch):
+        t0 = time.perf_counter()
+        reqs = [GenRequest(p, None if base_only else bank_adapters[s], params) for p, s in batch]
+        outputs += [c.token_ids for c in generate(model, reqs)]
+        latencies += [time.perf_counter() - t0] * len(batch)
+    return time.perf_counter() - start, latencies, outputs
+
+
+def build_peft(model, adapters, tmp: Path):
+    from peft import PeftModel
+
+    from zoo.peft_io import export_peft
+
+    peft_model = None
+    for i, adapter in enumerate(adapters):
+        folder = export_peft(adapter, tmp / f"a{i}")
+        if peft_model is None:
+            peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=f"a{i}")
+        else:
+            peft_model.load_adapter(str(folder), adapter_name=f"a{i}")
+    return peft_model.eval()
+
+
+def run_peft(peft_model, stream, args):
+    latencies, outputs = [], []
+    start = time.perf_counter()
+    for batch in batches(stream, args.batch):
+        t0 = time.perf_counter()
+        width = max(len(p) for p, _ in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for n, (p, _) in enumerate(batch):
+            ids[n, width - len(p):] = torch.tensor(p)
+            mask[n, width - len(p):] = 1
+        with torch.no_grad():
+            out = peft_model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                      max_new_tokens=args.tokens, min_new_tokens=args.tokens,
+                                      adapter_names=[f"a{s}" for _, s in batch], pad_token_id=0)
+        outputs += [row[width:].tolist() for row in out]
+        latencies += [time.perf_counter() - t0] * len(batch)
+    return time.perf_counter() - start, latencies, outputs
+
+
+def pct(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def report(name, wall, latencies, n_tokens, base_tps=None):
+    tps = n_tokens / wall
+    ratio = f"{tps / base_tps:5.2f}x base" if base_tps else "  (limit)  "
+    print(f"  {name:<12} {tps:9.1f} tok/s  {ratio}  p50 {pct(latencies, 0.5) * 1000:7.1f} ms  "
+          f"p99 {pct(latencies, 0.99) * 1000:7.1f} ms")
+    return tps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--adapters", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from zoo.adapter_bank import plain_lora
+
+    model = build_base(args)
+    adapters = build_adapters(model, args.adapters)
+    bank = [plain_lora(a) for a in adapters]  # a warm replica bank: expanded once, on load
+    with tempfile.TemporaryDirectory() as tmp:
+        peft_base = build_base(args)
+        t0 = time.perf_counter()
+        peft_model = build_peft(peft_base, adapters, Path(tmp))
+        peft_load = time.perf_counter() - t0
+    print(f"base: Llama hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}; "
+          f"{args.adapters} adapters (r 4/8/16, mixed sharing and targets); "
+          f"{args.requests} requests, batch {args.batch}, {args.tokens} new tokens each, "
+          f"prompts 9-41 tokens; torch threads {torch.get_num_threads()}; "
+          f"PEFT load of all adapters {peft_load:.1f} s (not timed below)")
+    run_zoo(model, make_stream(args.batch, 1, args.vocab, seed=9), bank, args)  # warm-up
+    for label, n_distinct in ((f"{args.adapters} adapters", args.adapters), ("1 adapter", 1)):
+        stream = make_stream(args.requests, n_distinct, args.vocab)
+        n_tokens = args.requests * args.tokens
+        print(f"stream over {label}:")
+        base_wall, base_lat, _ = run_zoo(model, stream, bank, args, base_only=True)
+        base_tps = report("base alone", base_wall, base_lat, n_tokens)
+        zoo_wall, zoo_lat, zoo_out = run_zoo(model, stream, bank, args)
+        zoo_tps = report("zoo serve", zoo_wall, zoo_lat, n_tokens, base_tps)
+        peft_wall, peft_lat, peft_out = run_peft(peft_model, stream, args)
+        peft_tps = report("PEFT mixed", peft_wall, peft_lat, n_tokens, base_tps)
+        same = sum(a == b for a, b in zip(zoo_out, peft_out, strict=True))
+        print(f"  zoo / PEFT: {zoo_tps / peft_tps:.2f}x tokens/s; p50 latency "
+              f"{statistics.median(peft_lat) / statistics.median(zoo_lat):.2f}x lower; "
+              f"greedy outputs identical for {same}/{len(zoo_out)} requests")
+
+
+if __name__ == "__main__":
+    main()
