@@ -308,7 +308,7 @@ def build_app(config: ServeConfig, *, num_replicas: int | None = 1,
     env = endpoint_env()  # replicas started elsewhere reach the same S3 endpoint
     if env:
         actor["runtime_env"] = {"env_vars": env}
-    options: dict[str, Any] = {"ray_actor_options": actor, "name": app_name(config.base)}
+    options: dict[str, Any] = {"ray_actor_options": actor}  # the deployment is "ZooServe"
     if autoscaling:
         options["autoscaling_config"] = autoscaling
     else:
