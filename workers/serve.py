@@ -17,6 +17,8 @@ what it used in the ``x-zoo-adapter-id`` / ``x-zoo-adapter-digest`` headers (and
 
 Dynamic batching: ``serve.batch`` collects up to ``max_batch_size`` prompts (of any adapters)
 for at most ``batch_wait_s``; one :func:`zoo.generate.generate` call decodes them together.
+``stream: true`` sends a server-sent event per text delta as the batch decodes (tokens reach
+the event loop through a queue), then the finish reasons and ``[DONE]``.
 Failures stay with their request: an unknown model is a 404, a bad field a 400, an adapter
 whose blob fails verification a 500 for the requests naming it only.
 
@@ -183,14 +185,22 @@ class CompletionEngine:
                                f"{limit}")
         return ids
 
-    def run(self, items: list[tuple[list[int], Any, Any]]) -> list[Any]:
-        """Decode one batch of (prompt ids, adapter, params), mixed adapters, one generate."""
+    def run(self, items: list[tuple[Any, ...]]) -> list[Any]:
+        """Decode one batch of (prompt ids, adapter, params[, token sink]), mixed adapters, one
+        generate; a sink (streaming) gets each of its request's tokens as it is decoded."""
         from zoo.generate import GenRequest, generate
 
-        requests = [GenRequest(ids, adapter, params) for ids, adapter, params in items]
+        requests = [GenRequest(item[0], item[1], item[2]) for item in items]
+        sinks = [item[3] if len(item) > 3 else None for item in items]
+
+        def on_token(i: int, token: int) -> None:
+            if sinks[i] is not None:
+                sinks[i](token)
+
         with self._gen_lock:
             self.largest_batch = max(self.largest_batch, len(requests))
-            return generate(self.model, requests, tokenizer=self.tokenizer)
+            return generate(self.model, requests, tokenizer=self.tokenizer,
+                            on_token=on_token if any(sinks) else None)
 
 
 def completion_body(prepared: Prepared, completions: list[Any]) -> dict[str, Any]:
@@ -208,14 +218,40 @@ def completion_body(prepared: Prepared, completions: list[Any]) -> dict[str, Any
     }
 
 
-def sse_events(body: dict[str, Any]) -> list[str]:
-    """``data: {...}`` events: one per choice's text, then the finish reasons, then [DONE]."""
-    head = {k: body[k] for k in ("id", "object", "created", "model", "zoo")}
-    events = []
-    for choice in body["choices"]:
-        events.append({**head, "choices": [{**choice, "finish_reason": None}]})
-        events.append({**head, "choices": [{**choice, "text": ""}]})
-    return [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
+class DeltaText:
+    """The text of one streaming choice, sent as deltas while tokens arrive: held back by the
+    longest stop string less one character (the final text is cut before a stop), and never
+    sent twice."""
+
+    def __init__(self, tokenizer: Any, stops: tuple[str, ...]) -> None:
+        self.tokenizer = tokenizer
+        self.hold = max((len(x) for x in stops), default=1) - 1
+        self.tokens: list[int] = []
+        self.sent = ""
+
+    def add(self, token: int) -> str:
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        safe = text[:len(text) - self.hold] if self.hold else text
+        if len(safe) > len(self.sent) and safe.startswith(self.sent):
+            delta, self.sent = safe[len(self.sent):], safe
+            return delta
+        return ""
+
+    def finish(self, final: str) -> str:
+        rest = final[len(self.sent):] if final.startswith(self.sent) else ""
+        self.sent = final
+        return rest
+
+
+def sse(data: Any) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def chunk(head: dict[str, Any], index: int, text: str, finish: str | None) -> dict[str, Any]:
+    """One OpenAI streaming ``text_completion`` chunk."""
+    return {**head, "choices": [{"index": index, "text": text, "finish_reason": finish,
+                                 "logprobs": None}]}
 
 
 def error_status(exc: BaseException) -> tuple[int, str]:
@@ -255,7 +291,7 @@ def _make_deployment() -> Any:
             self.batched.set_batch_wait_timeout_s(self.engine.config.batch_wait_s)
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-        async def batched(self, items: list[tuple[list[int], Any, Any]]) -> list[Any]:
+        async def batched(self, items: list[tuple[Any, ...]]) -> list[Any]:
             return await asyncio.to_thread(self.engine.run, items)
 
         @api.get("/v1/models")
@@ -275,17 +311,47 @@ def _make_deployment() -> Any:
                 except ValueError:
                     raise RequestError("the request body is not JSON") from None
                 prepared = await asyncio.to_thread(self.engine.prepare, body)
+                if prepared.stream:
+                    return self._stream(prepared)
                 done = await asyncio.gather(*(self.batched(item) for item in prepared.items))
             except Exception as exc:  # noqa: BLE001 - every failure is this request's answer
                 status, kind = error_status(exc)
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 return JSONResponse({"error": {"message": message, "type": kind, "code": status}},
                                     status_code=status)
-            out = completion_body(prepared, list(done))
-            if prepared.stream:
-                return StreamingResponse(iter(sse_events(out)), media_type="text/event-stream",
-                                         headers=headers_of(prepared))
-            return JSONResponse(out, headers=headers_of(prepared))
+            return JSONResponse(completion_body(prepared, list(done)), headers=headers_of(prepared))
+
+        def _stream(self, prepared: Prepared) -> Any:
+            """Server-sent events, one chunk per text delta as the batch decodes."""
+            loop = asyncio.get_running_loop()
+            tokens: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+            items = [(*item, lambda t, i=i: loop.call_soon_threadsafe(tokens.put_nowait, (i, t)))
+                     for i, item in enumerate(prepared.items)]
+            task = asyncio.ensure_future(asyncio.gather(*(self.batched(it) for it in items)))
+            task.add_done_callback(lambda _: tokens.put_nowait(None))
+            head = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion",
+                    "created": int(time.time()), "model": prepared.model,
+                    "zoo": {"adapter_id": prepared.adapter_id, "digest": prepared.digest}}
+            texts = [DeltaText(self.engine.tokenizer, item[2].stop) for item in prepared.items]
+
+            async def events() -> Any:
+                while (got := await tokens.get()) is not None:
+                    delta = texts[got[0]].add(got[1])
+                    if delta:
+                        yield sse(chunk(head, got[0], delta, None))
+                try:
+                    done = task.result()
+                except Exception as exc:  # noqa: BLE001 - the status line is already sent
+                    yield sse({"error": {"message": str(exc).splitlines()[0] if str(exc) else
+                                         type(exc).__name__, "type": error_status(exc)[1]}})
+                    return
+                for i, completion in enumerate(done):
+                    yield sse(chunk(head, i, texts[i].finish(completion.text or ""),
+                                    completion.finish_reason))
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream",
+                                     headers=headers_of(prepared))
 
         def check_health(self) -> None:
             if not self.engine._refresher.is_alive():

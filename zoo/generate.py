@@ -23,7 +23,7 @@ Domain code only: no Ray, no HTTP (``zoo.workers.serve`` wraps it).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,11 +92,13 @@ class Completion:
 
 
 def generate(model: Any, requests: Sequence[GenRequest], *, tokenizer: Any = None,
-             mode: str = "bmm", return_logits: bool = False) -> list[Completion]:
+             mode: str = "bmm", return_logits: bool = False,
+             on_token: Callable[[int, int], None] | None = None) -> list[Completion]:
     """Decode every request in ONE batch (one forward per step); results in request order.
 
     ``tokenizer`` decodes texts and is needed for ``stop`` strings; EOS/PAD come from the
-    model's generation config (or the tokenizer).
+    model's generation config (or the tokenizer). ``on_token(i, token_id)`` is called as
+    request ``i`` gets each token (EOS excluded), for streaming.
     """
     if not requests:
         return []
@@ -106,6 +108,7 @@ def generate(model: Any, requests: Sequence[GenRequest], *, tokenizer: Any = Non
         raise ConfigError("stop strings need a tokenizer to decode the completion")
     order = sorted(range(len(requests)), key=lambda i: _slot_key(requests[i]))
     batch = [requests[i] for i in order]  # rows of one adapter adjacent: contiguous segments
+    sink = None if on_token is None else (lambda row, token: on_token(order[row], token))
     adapters, slots = _bank_plan(batch)
     was_training = model.training
     model.eval()
@@ -115,9 +118,9 @@ def generate(model: Any, requests: Sequence[GenRequest], *, tokenizer: Any = Non
                 from zoo.multi_adapter import MultiAdapterModel
 
                 with MultiAdapterModel(model, adapters, mode=mode) as multi, multi.rows(slots):
-                    done = _decode(model, batch, tokenizer, return_logits)
+                    done = _decode(model, batch, tokenizer, return_logits, sink)
             else:
-                done = _decode(model, batch, tokenizer, return_logits)
+                done = _decode(model, batch, tokenizer, return_logits, sink)
     finally:
         model.train(was_training)
     out: list[Completion | None] = [None] * len(requests)
@@ -233,8 +236,8 @@ def _cache_of(out: Any) -> Any:
     return cache if cache is not None else out.past_key_values
 
 
-def _decode(model: Any, batch: Sequence[GenRequest], tokenizer: Any,
-            keep_logits: bool) -> list[Completion]:
+def _decode(model: Any, batch: Sequence[GenRequest], tokenizer: Any, keep_logits: bool,
+            sink: Callable[[int, int], None] | None) -> list[Completion]:
     device = next(model.parameters()).device
     eos, pad = _special_ids(model, tokenizer)
     ids, mask = _left_pad(batch, pad, device)  # (N, T), (N, T)
@@ -247,7 +250,10 @@ def _decode(model: Any, batch: Sequence[GenRequest], tokenizer: Any,
         step = []
         for n, row in enumerate(rows):
             if row.finish is None:
+                count = len(row.tokens)
                 row.add(row.choose(last[n]), eos, tokenizer)
+                if sink is not None and len(row.tokens) > count:
+                    sink(n, row.tokens[-1])
             step.append(row.tokens[-1] if row.finish is None else pad)
         if all(row.finish is not None for row in rows):
             break

@@ -120,3 +120,13 @@ def test_stop_without_tokenizer_is_refused(llama_zoo):
     model, _ = llama_zoo
     with pytest.raises(ConfigError, match="tokenizer"):
         generate(model, [GenRequest([1, 5], None, SamplingParams(stop=("x",)))])
+
+
+def test_on_token_streams_each_request_its_tokens(llama_zoo):
+    model, adapters = llama_zoo
+    ps = prompts(5, model.config.vocab_size, seed=11)
+    requests = [GenRequest(p, adapters[i] if i % 2 else None, SamplingParams(max_tokens=4 + i))
+                for i, p in enumerate(ps)]
+    seen: dict[int, list[int]] = {i: [] for i in range(5)}
+    out = generate(model, requests, on_token=lambda i, t: seen[i].append(t))
+    assert [seen[i] for i in range(5)] == [c.token_ids for c in out]

@@ -154,6 +154,17 @@ def test_prompt_list_stream_and_sampling(server):
 
     chunks = [json.loads(e) for e in events[:-1]]
     assert "".join(c["choices"][0]["text"] for c in chunks) == server.expected(2, prompts[0], 5)
+    assert sum(1 for c in chunks if c["choices"][0]["text"]) >= 2  # token by token, not at once
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    full = server.expected(2, prompts[1], 5)
+    words = full.split()
+    stop = words[min(2, len(words) - 1)]  # a word in the middle of the completion
+    plain = complete(server.url, "ad2@prod", prompts[1], stop=[stop]).json()["choices"][0]
+    assert plain["finish_reason"] == "stop" and plain["text"] == full[:full.index(stop)]
+    cut = complete(server.url, "ad2@prod", prompts[1], stop=[stop], stream=True)
+    parts = [json.loads(line[6:]) for line in cut.text.splitlines()
+             if line.startswith("data: {")]
+    assert "".join(p["choices"][0]["text"] for p in parts) == plain["text"]
     one = complete(server.url, "ad2@prod", prompts[0], temperature=1.0, seed=5, max_tokens=6)
     two = complete(server.url, "ad2@prod", prompts[0], temperature=1.0, seed=5, max_tokens=6)
     assert one.json()["choices"][0]["text"] == two.json()["choices"][0]["text"]
