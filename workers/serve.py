@@ -225,6 +225,7 @@ class DeltaText:
 
     def __init__(self, tokenizer: Any, stops: tuple[str, ...]) -> None:
         self.tokenizer = tokenizer
+        self.stops = stops
         self.hold = max((len(x) for x in stops), default=1) - 1
         self.tokens: list[int] = []
         self.sent = ""
@@ -232,7 +233,9 @@ class DeltaText:
     def add(self, token: int) -> str:
         self.tokens.append(token)
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
-        safe = text[:len(text) - self.hold] if self.hold else text
+        cuts = [text.index(x) for x in self.stops if x in text]
+        # the stop itself arrived: the text ends before it; else hold back a possible start
+        safe = text[:min(cuts)] if cuts else text[:len(text) - self.hold]
         if len(safe) > len(self.sent) and safe.startswith(self.sent):
             delta, self.sent = safe[len(self.sent):], safe
             return delta
