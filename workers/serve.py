@@ -96,15 +96,17 @@ class CompletionEngine:
         from zoo.adapter_bank import AdapterBank
         from zoo.base_models import load_base
         from zoo.device import select_device
+        from zoo.settings import adopt_forwarded_endpoint, with_local_credentials
         from zoo.storage.bases import load_base_dir
         from zoo.storage.blobstore import open_store
         from zoo.storage.db import open_catalog
         from zoo.storage.serving import serving_table
         from zoo.storage.staging import cache_dir
 
+        adopt_forwarded_endpoint()  # the S3 endpoint of the machine that deployed us
         self.config = config
-        self.catalog = open_catalog(config.catalog_url)
-        self.store = open_store(config.store_url)
+        self.catalog = open_catalog(with_local_credentials(config.catalog_url, "catalog_url"))
+        self.store = open_store(with_local_credentials(config.store_url, "store_url"))
         self.table = serving_table(self.catalog, config.base, tag=config.tag, query=config.query)
         base_dir = load_base_dir(self.table.base, config.store_url, home=config.home)
         self.choice = select_device(config.device)
@@ -404,6 +406,17 @@ def check_selection(config: ServeConfig) -> int:
         catalog.close()
 
 
+def forwarded(config: ServeConfig) -> ServeConfig:
+    """The config as it may travel to replicas: URLs without passwords (each replica completes
+    them from its own environment or config file, as training workers do)."""
+    from dataclasses import replace
+
+    from zoo.settings import strip_credentials
+
+    return replace(config, catalog_url=strip_credentials(config.catalog_url),
+                   store_url=strip_credentials(config.store_url))
+
+
 def start(config: ServeConfig, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           address: str | None = None, **deployment: Any) -> str:
     """Deploy (embedded: a local Ray in this process; else the cluster at ``address``) and
@@ -414,7 +427,7 @@ def start(config: ServeConfig, *, host: str = "127.0.0.1", port: int = DEFAULT_P
 
     connect(address)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(config, **deployment), name=app_name(config.base), route_prefix="/",
+    serve.run(build_app(forwarded(config), **deployment), name=app_name(config.base), route_prefix="/",
               blocking=False)
     return f"http://{host}:{port}"
 

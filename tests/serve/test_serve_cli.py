@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -63,18 +64,17 @@ def test_serve_command_answers_and_stops_on_ctrl_c(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "zoo.cli.main", "serve", "kv", "--port", str(port),
                              "--refresh", "2s"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 180
-        while True:
+        while not any(line.startswith("serving ") for line in lines):  # deployed and said so
             assert proc.poll() is None, proc.stderr.read()
-            try:
-                models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
-                if models.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
             assert time.monotonic() < deadline, "zoo serve did not come up"
             time.sleep(1)
+        assert "serving 1 adapter(s) of kv" in lines[0]
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=30)
         assert {"kv", "sent@prod", adapter_id} <= {m["id"] for m in models.json()["data"]}
         resp = httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=60,
                           json={"model": "sent@prod", "prompt": "k1 = v2", "max_tokens": 3,
@@ -87,4 +87,14 @@ def test_serve_command_answers_and_stops_on_ctrl_c(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    assert "serving 1 adapter(s) of kv" in proc.stdout.read()
+    assert proc.returncode == 0  # Ctrl-C is a clean stop
+
+
+def test_replicas_get_urls_without_passwords():
+    from zoo.workers.serve import ServeConfig, forwarded
+
+    config = ServeConfig(base="kv", catalog_url="postgresql+psycopg://zoo:s3cret@db/zoo",
+                         store_url="s3://bucket/zoo")
+    sent = forwarded(config)
+    assert "s3cret" not in sent.catalog_url and sent.catalog_url.startswith("postgresql+psycopg://zoo@db")
+    assert sent.store_url == "s3://bucket/zoo" and sent.base == "kv"
