@@ -17,14 +17,21 @@ the HTTP endpoint adds the same per-request overhead to every system and is not 
 Two streams: requests over ``--adapters`` distinct adapters (round-robin, shuffled) and over
 ONE adapter. Requests arrive together and are served in batches of ``--batch`` in arrival
 order; a request's latency is the wall time of the batch that carried it (service time, no
-queueing). Tokens/s counts generated tokens over the stream's whole wall time. Greedy outputs
-of zoo and PEFT are compared token by token and the agreement is printed.
+queueing). Tokens/s counts generated tokens per CPU-second of this process (a shared host does
+not inflate it; wall figures are printed too). Greedy outputs of zoo and PEFT are compared
+token by token and the agreement is printed.
+
+``--http`` measures the HTTP endpoint instead: a real ``zoo serve`` deployment (local Ray
+Serve, one replica, SQLite catalog, local store) answering the same prompts as text through
+``POST /v1/completions``, ``--batch`` clients at a time, over the adapters by ``name@alias`` and
+over the base's own name; wall-clock only (latency includes queueing at the replica).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -157,6 +164,92 @@ def report(name, run: Run, n_tokens, base: Run | None = None) -> float:
     return tps
 
 
+def save_with_tokenizer(model, path: Path) -> Path:
+    """The base saved as a user's model directory, with a word-level tokenizer: ``w<i>`` is
+    token ``i`` (so a prompt's ids survive the trip through text)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "<unk>": 2, **{f"w{i}": i for i in range(3, model.config.vocab_size)}}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    raw.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    model.save_pretrained(path)
+    PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", bos_token="<s>",
+                            unk_token="<unk>").save_pretrained(path)
+    return path
+
+
+def http_bench(model, adapters, args) -> None:
+    """The endpoint: a real deployment on local Ray Serve, clients over HTTP."""
+    import concurrent.futures as cf
+    import socket
+
+    import httpx
+
+    from zoo.adapter import Adapter
+    from zoo.digest import base_model_digest
+    from zoo.storage.bases import register_location
+    from zoo.storage.binding import bind
+    from zoo.storage.blobstore import open_store
+    from zoo.storage.db import init_catalog, open_catalog
+    from zoo.storage.publish import publish
+    from zoo.workers.cluster import connect
+    from zoo.workers.serve import ServeConfig, build_app
+
+    tmp = Path(tempfile.mkdtemp(prefix="zoo-serve-bench-"))
+    catalog_url, store_url = f"sqlite:///{tmp / 'catalog.db'}", str(tmp / "store")
+    init_catalog(catalog_url)
+    catalog, store = open_catalog(catalog_url), open_store(store_url)
+    bind(catalog, store)
+    base_dir = save_with_tokenizer(model, tmp / "bench-llama")
+    register_location(catalog, store, "bench-llama", str(base_dir))
+    digest = base_model_digest(base_dir)
+    for i, a in enumerate(adapters):
+        a = Adapter(a.config.with_base("bench-llama", digest), a.tensors)
+        publish(catalog, store, a.to_bytes(), name=f"a{i}", aliases=[f"a{i}@prod"])
+    catalog.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    connect(None)  # before Ray is imported: it reads RAY_AUTH_MODE on import
+    from ray import serve
+
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    config = ServeConfig(base="bench-llama", catalog_url=catalog_url, store_url=store_url,
+                         max_adapters=len(adapters), max_batch_size=args.batch,
+                         batch_wait_s=0.05, device="cpu", home=str(tmp / "home"))
+    serve.run(build_app(config, num_cpus=1), name="zoo-bench", route_prefix="/")
+    url = f"http://127.0.0.1:{port}/v1/completions"
+    client = httpx.Client(timeout=600)
+
+    def ask(model_name: str, prompt: list[int]) -> float:
+        t0 = time.perf_counter()
+        resp = client.post(url, json={"model": model_name, "prompt": " ".join(f"w{t}" for t in prompt[1:]),
+                                      "max_tokens": args.tokens, "temperature": 0})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["usage"]["completion_tokens"] == args.tokens
+        return time.perf_counter() - t0
+
+    print(f"HTTP endpoint (zoo serve on local Ray Serve, 1 replica, {args.batch} clients, "
+          f"wall clock, latency includes queueing):")
+    try:
+        for label, n_distinct in ((f"{len(adapters)} adapters", len(adapters)), ("1 adapter", 1)):
+            stream = make_stream(args.requests, n_distinct, args.vocab)
+            for name, use_base in (("base alone", True), ("zoo serve", False)):
+                names = ["bench-llama" if use_base else f"a{s}@prod" for _, s in stream]
+                with cf.ThreadPoolExecutor(args.batch) as pool:
+                    list(pool.map(ask, names[:args.batch], [p for p, _ in stream[:args.batch]]))  # warm
+                    t0 = time.perf_counter()
+                    lat = list(pool.map(ask, names, [p for p, _ in stream]))
+                    wall = time.perf_counter() - t0
+                print(f"  {label:<13} {name:<11} {args.requests * args.tokens / wall:7.1f} tok/s  "
+                      f"p50 {pct(lat, 0.5) * 1000:7.1f} ms  p99 {pct(lat, 0.99) * 1000:7.1f} ms")
+    finally:
+        serve.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--adapters", type=int, default=100)
@@ -169,6 +262,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: CPU time then equals busy time)")
     parser.add_argument("--repeat", type=int, default=2, help="passes per system (best kept)")
+    parser.add_argument("--http", action="store_true",
+                        help="measure the HTTP endpoint of a real deployment instead")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -176,6 +271,9 @@ def main() -> None:
 
     model = build_base(args)
     adapters = build_adapters(model, args.adapters)
+    if args.http:
+        http_bench(model, adapters, args)
+        return
     bank = [plain_lora(a) for a in adapters]  # a warm replica bank: expanded once, on load
     with tempfile.TemporaryDirectory() as tmp:
         peft_base = build_base(args)
