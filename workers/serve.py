@@ -162,29 +162,32 @@ class CompletionEngine:
         if not isinstance(prompts, list) or not prompts or len(prompts) > 64 or not all(
                 isinstance(p, str) and p for p in prompts):
             raise RequestError("'prompt' must be a non-empty string or a list of 1..64 of them")
-        stop = body.get("stop") or ()
+        stop = body.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stop, list):
+            raise RequestError("'stop' must be a string or a list of strings")
         try:
             params = SamplingParams(
                 max_tokens=body.get("max_tokens", 16),
                 temperature=body.get("temperature", 1.0),  # OpenAI's default; 0 is greedy
-                top_p=body.get("top_p", 1.0), seed=body.get("seed"),
-                stop=(stop,) if isinstance(stop, str) else tuple(stop))
+                top_p=body.get("top_p", 1.0), seed=body.get("seed"), stop=tuple(stop))
         except ConfigError as exc:
             raise RequestError(str(exc)) from None
+        ids = [self._encode(p, params.max_tokens) for p in prompts]
         served = self.table.find(model)  # the alias is resolved here, once
         adapter = None
         if served is not None:
             adapter = self.bank.get(AdapterKey(served.id, served.name, served.digest, served.size))
-        items = [(self._encode(p), adapter, params) for p in prompts]
+        items = [(p, adapter, params) for p in ids]
         return Prepared(model, served.id if served else None, served.digest if served else None,
                         items, bool(body.get("stream", False)))
 
-    def _encode(self, prompt: str) -> list[int]:
+    def _encode(self, prompt: str, max_tokens: int) -> list[int]:
         ids = list(self.tokenizer(prompt)["input_ids"])
         limit = getattr(self.model.config, "max_position_embeddings", None)
-        if limit is not None and len(ids) >= limit:
-            raise RequestError(f"the prompt is {len(ids)} tokens; this model takes fewer than "
-                               f"{limit}")
+        if limit is not None and len(ids) + max_tokens > limit:
+            raise RequestError(f"the prompt is {len(ids)} tokens and max_tokens {max_tokens}; "
+                               f"this model takes at most {limit} in all")
         return ids
 
     def run(self, items: list[tuple[Any, ...]]) -> list[Any]:
@@ -201,8 +204,21 @@ class CompletionEngine:
 
         with self._gen_lock:
             self.largest_batch = max(self.largest_batch, len(requests))
-            return generate(self.model, requests, tokenizer=self.tokenizer,
-                            on_token=on_token if any(sinks) else None)
+            try:
+                return generate(self.model, requests, tokenizer=self.tokenizer,
+                                on_token=on_token if any(sinks) else None)
+            except Exception:  # noqa: BLE001 - find whose request it is: each alone
+                return [self._alone(r) for r in requests]
+
+    def _alone(self, request: Any) -> Any:
+        """One request decoded by itself; its exception is its result (the others go on).
+        Not streamed again: a stream's last event carries whatever it has not yet sent."""
+        from zoo.generate import generate
+
+        try:
+            return generate(self.model, [request], tokenizer=self.tokenizer)[0]
+        except Exception as exc:  # noqa: BLE001 - this request's failure, reported to it
+            return exc
 
 
 def completion_body(prepared: Prepared, completions: list[Any]) -> dict[str, Any]:
@@ -319,6 +335,9 @@ def _make_deployment() -> Any:
                 if prepared.stream:
                     return self._stream(prepared)
                 done = await asyncio.gather(*(self.batched(item) for item in prepared.items))
+                failed = [d for d in done if isinstance(d, BaseException)]
+                if failed:
+                    raise failed[0]
             except Exception as exc:  # noqa: BLE001 - every failure is this request's answer
                 status, kind = error_status(exc)
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -346,6 +365,9 @@ def _make_deployment() -> Any:
                         yield sse(chunk(head, got[0], delta, None))
                 try:
                     done = task.result()
+                    failed = [d for d in done if isinstance(d, BaseException)]
+                    if failed:
+                        raise failed[0]
                 except Exception as exc:  # noqa: BLE001 - the status line is already sent
                     yield sse({"error": {"message": str(exc).splitlines()[0] if str(exc) else
                                          type(exc).__name__, "type": error_status(exc)[1]}})

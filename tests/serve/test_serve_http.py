@@ -52,6 +52,12 @@ class Served:
             name = f"ad{i}" if i < N_ADAPTERS else ("ad5" if i == N_ADAPTERS else f"extra{i}")
             self.ids.append(publish(self.catalog, self.store, a.to_bytes(), name=name,
                                     aliases=alias, tags=["serve"]).id)
+        # an adapter made for ANOTHER base (hidden 48, not 32), linked to this one by mistake
+        from servekit import tiny_llama
+
+        alien = mixed_adapters(tiny_llama(), 1, targets=LLAMA_TARGETS, seed=8)[0]
+        self.alien_id = publish(self.catalog, self.store, alien.to_bytes(), name="alien",
+                                base="kv-base", tags=["serve"]).id
         self.home = str(tmp / "replica-home")
 
     def expected(self, i: int | None, prompt: str, max_tokens: int) -> str:
@@ -248,6 +254,24 @@ def replica_names() -> set[str]:
 
     return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
             if a["namespace"] == "serve" and "REPLICA" in a["name"] and "zoo-kv-base" in a["name"]}
+
+
+def test_an_adapter_that_does_not_fit_errors_only_its_requests(server):
+    rng = random.Random(5)
+    jobs = [("alien", kv_prompt(rng)), (4, kv_prompt(rng)), (None, kv_prompt(rng))]
+
+    def ask(job):
+        who, prompt = job
+        model = server.alien_id if who == "alien" else ("kv-base" if who is None else f"ad{who}@prod")
+        return complete(server.url, model, prompt)
+
+    with cf.ThreadPoolExecutor(3) as pool:
+        responses = list(pool.map(ask, jobs))
+    assert responses[0].status_code == 500
+    assert "module" in responses[0].json()["error"]["message"]
+    for (who, prompt), resp in zip(jobs[1:], responses[1:], strict=True):
+        assert resp.status_code == 200 and resp.json()["choices"][0]["text"] == \
+            server.expected(who, prompt, 5)
 
 
 def test_killed_replica_is_replaced(server):
