@@ -20,7 +20,9 @@ for at most ``batch_wait_s``; one :func:`zoo.generate.generate` call decodes the
 ``stream: true`` sends a server-sent event per text delta as the batch decodes (tokens reach
 the event loop through a queue), then the finish reasons and ``[DONE]``.
 Failures stay with their request: an unknown model is a 404, a bad field a 400, an adapter
-whose blob fails verification a 500 for the requests naming it only.
+whose blob fails verification a 500 for the requests naming it only; a batch that fails is
+decoded again request by request, so only the faulty request errors. The wire format (bodies,
+errors, the event stream) is :mod:`zoo.workers.serve_openai`.
 
 Replicas and their resources are Ray Serve's own settings (``num_replicas`` or
 ``autoscaling_config``, ``ray_actor_options.num_gpus``): :func:`build_app` takes them, and
@@ -30,15 +32,14 @@ Replicas and their resources are Ray Serve's own settings (``num_replicas`` or
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
 
 import asyncio
-import json
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ConfigError, IntegrityError, NotFoundError, ZooError
+from zoo.errors import ConfigError
+from zoo.workers.serve_openai import Prepared, RequestError
 
 DEFAULT_PORT = 8760
 APP_NAME_PREFIX = "zoo-"
@@ -70,23 +71,6 @@ class ServeConfig:
         if not 1 <= int(self.max_batch_size) <= 1024:
             raise ConfigError(f"max_batch_size={self.max_batch_size!r} is invalid: 1..1024",
                               field="max_batch_size")
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A parsed completion request: what it names, and the batch items it becomes."""
-
-    model: str
-    adapter_id: str | None
-    digest: str | None
-    items: list[tuple[list[int], Any, Any]]  # (prompt ids, adapter or None, SamplingParams)
-    stream: bool
-
-
-class RequestError(ZooError, ValueError):
-    """A completion request is malformed (HTTP 400)."""
-
-    exit_code = 2
 
 
 class CompletionEngine:
@@ -221,84 +205,20 @@ class CompletionEngine:
             return exc
 
 
-def completion_body(prepared: Prepared, completions: list[Any]) -> dict[str, Any]:
-    """The OpenAI ``text_completion`` object (plus which adapter answered)."""
-    prompt_tokens = sum(c.prompt_tokens for c in completions)
-    done_tokens = sum(len(c.token_ids) for c in completions)
-    return {
-        "id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion",
-        "created": int(time.time()), "model": prepared.model,
-        "choices": [{"index": i, "text": c.text or "", "finish_reason": c.finish_reason,
-                     "logprobs": None} for i, c in enumerate(completions)],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": done_tokens,
-                  "total_tokens": prompt_tokens + done_tokens},
-        "zoo": {"adapter_id": prepared.adapter_id, "digest": prepared.digest},
-    }
-
-
-class DeltaText:
-    """The text of one streaming choice, sent as deltas while tokens arrive: held back by the
-    longest stop string less one character (the final text is cut before a stop), and never
-    sent twice."""
-
-    def __init__(self, tokenizer: Any, stops: tuple[str, ...]) -> None:
-        self.tokenizer = tokenizer
-        self.stops = stops
-        self.hold = max((len(x) for x in stops), default=1) - 1
-        self.tokens: list[int] = []
-        self.sent = ""
-
-    def add(self, token: int) -> str:
-        self.tokens.append(token)
-        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
-        cuts = [text.index(x) for x in self.stops if x in text]
-        # the stop itself arrived: the text ends before it; else hold back a possible start
-        safe = text[:min(cuts)] if cuts else text[:len(text) - self.hold]
-        if len(safe) > len(self.sent) and safe.startswith(self.sent):
-            delta, self.sent = safe[len(self.sent):], safe
-            return delta
-        return ""
-
-    def finish(self, final: str) -> str:
-        rest = final[len(self.sent):] if final.startswith(self.sent) else ""
-        self.sent = final
-        return rest
-
-
-def sse(data: Any) -> str:
-    return f"data: {json.dumps(data)}\n\n"
-
-
-def chunk(head: dict[str, Any], index: int, text: str, finish: str | None) -> dict[str, Any]:
-    """One OpenAI streaming ``text_completion`` chunk."""
-    return {**head, "choices": [{"index": index, "text": text, "finish_reason": finish,
-                                 "logprobs": None}]}
-
-
-def error_status(exc: BaseException) -> tuple[int, str]:
-    """(HTTP status, OpenAI error type) of a request's failure."""
-    from zoo.errors import AmbiguousRefError
-
-    if isinstance(exc, RequestError):
-        return 400, "invalid_request_error"
-    if isinstance(exc, NotFoundError | AmbiguousRefError):
-        return 404, "model_not_found"
-    if isinstance(exc, IntegrityError):
-        return 500, "adapter_integrity_error"
-    return 500, "server_error"
-
-
-def headers_of(prepared: Prepared) -> dict[str, str]:
-    return {"x-zoo-adapter-id": prepared.adapter_id or "", "x-zoo-adapter-digest":
-            prepared.digest or "", "x-zoo-model": prepared.model}
-
-
 def _make_deployment() -> Any:
     """The Ray Serve deployment class (built on first use: importing this module needs no
     FastAPI or Ray Serve)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
     from ray import serve
+
+    from zoo.workers.serve_openai import (
+        completion_body,
+        error_body,
+        error_status,
+        headers_of,
+        stream_events,
+    )
 
     api = FastAPI(title="adapter zoo", docs_url=None, redoc_url=None)
 
@@ -339,46 +259,13 @@ def _make_deployment() -> Any:
                 if failed:
                     raise failed[0]
             except Exception as exc:  # noqa: BLE001 - every failure is this request's answer
-                status, kind = error_status(exc)
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                return JSONResponse({"error": {"message": message, "type": kind, "code": status}},
-                                    status_code=status)
+                return JSONResponse(error_body(exc), status_code=error_status(exc)[0])
             return JSONResponse(completion_body(prepared, list(done)), headers=headers_of(prepared))
 
         def _stream(self, prepared: Prepared) -> Any:
             """Server-sent events, one chunk per text delta as the batch decodes."""
-            loop = asyncio.get_running_loop()
-            tokens: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
-            items = [(*item, lambda t, i=i: loop.call_soon_threadsafe(tokens.put_nowait, (i, t)))
-                     for i, item in enumerate(prepared.items)]
-            task = asyncio.ensure_future(asyncio.gather(*(self.batched(it) for it in items)))
-            task.add_done_callback(lambda _: tokens.put_nowait(None))
-            head = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion",
-                    "created": int(time.time()), "model": prepared.model,
-                    "zoo": {"adapter_id": prepared.adapter_id, "digest": prepared.digest}}
-            texts = [DeltaText(self.engine.tokenizer, item[2].stop) for item in prepared.items]
-
-            async def events() -> Any:
-                while (got := await tokens.get()) is not None:
-                    delta = texts[got[0]].add(got[1])
-                    if delta:
-                        yield sse(chunk(head, got[0], delta, None))
-                try:
-                    done = task.result()
-                    failed = [d for d in done if isinstance(d, BaseException)]
-                    if failed:
-                        raise failed[0]
-                except Exception as exc:  # noqa: BLE001 - the status line is already sent
-                    yield sse({"error": {"message": str(exc).splitlines()[0] if str(exc) else
-                                         type(exc).__name__, "type": error_status(exc)[1]}})
-                    return
-                for i, completion in enumerate(done):
-                    yield sse(chunk(head, i, texts[i].finish(completion.text or ""),
-                                    completion.finish_reason))
-                yield "data: [DONE]\n\n"
-
-            return StreamingResponse(events(), media_type="text/event-stream",
-                                     headers=headers_of(prepared))
+            return StreamingResponse(stream_events(prepared, self.engine.tokenizer, self.batched),
+                                     media_type="text/event-stream", headers=headers_of(prepared))
 
         def check_health(self) -> None:
             if not self.engine._refresher.is_alive():
