@@ -98,3 +98,17 @@ def test_replicas_get_urls_without_passwords():
     sent = forwarded(config)
     assert "s3cret" not in sent.catalog_url and sent.catalog_url.startswith("postgresql+psycopg://zoo@db")
     assert sent.store_url == "s3://bucket/zoo" and sent.base == "kv"
+
+
+def test_a_ray_serve_config_file_can_build_the_app():
+    """``import_path: zoo.workers.serve:app_builder`` with the zoo serve settings as args."""
+    from ray import serve
+
+    from zoo.workers.serve import ServeConfig, app_builder, build_app
+
+    args = {"base": "kv", "catalog_url": "sqlite:///x.db", "store_url": "/tmp/s", "tag": "prod",
+            "max_adapters": 8, "refresh_s": 5}
+    assert isinstance(app_builder(args), serve.Application)
+    scaled = build_app(ServeConfig(**args), autoscaling={"min_replicas": 1, "max_replicas": 4},
+                       num_gpus=1)
+    assert isinstance(scaled, serve.Application)
