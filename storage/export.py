@@ -95,6 +95,8 @@ def export(catalog: Catalog, store: BlobStore, refs: Sequence[str] = (), *, dest
         raise ConfigError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}", field="layout")
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}", field="workers")
+    if not refs and tag is None and not query:
+        raise ConfigError("nothing to export: give REF..., --tag or --select")
     items = resolve_items(catalog, refs, tag=tag, query=query)
     target: _Dest = _S3Dest(dest, workers) if dest.startswith("s3://") else _DirDest(dest)
     manifest = target.read_manifest()

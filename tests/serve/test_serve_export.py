@@ -146,6 +146,8 @@ def test_layout_mismatch_and_bad_layout_are_refused(published, tmp_path):
     with pytest.raises(ConfigError, match="layout"):
         export(b.catalog, b.store, [ref], dest=str(tmp_path / "p"), layout="triton")
     assert not (tmp_path / "p").exists()  # refused before anything is written
+    with pytest.raises(ConfigError, match="nothing to export"):
+        export(b.catalog, b.store, [], dest=str(tmp_path / "q"), layout="peft")
 
 
 def test_folder_names_are_immutable_per_digest():
