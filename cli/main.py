@@ -17,7 +17,8 @@ from zoo import __version__
 
 # Each module defines ``register(group: click.Group) -> None``.
 COMMAND_MODULES = ("zoo.cli.catalog", "zoo.cli.transfer", "zoo.cli.jobs", "zoo.cli.evaluate",
-                   "zoo.cli.bases", "zoo.cli.admin", "zoo.cli.server")
+                   "zoo.cli.bases", "zoo.cli.admin", "zoo.cli.server", "zoo.cli.export",
+                   "zoo.cli.serve")
 
 
 class ZooGroup(click.Group):
