@@ -129,11 +129,15 @@ def load(base_url: str, path: str, variants: list[dict[str, str]], headers: dict
         raise SystemExit("this bench drives the servers with wrk: apt-get install wrk")
     script = work / f"wrk-{abs(hash(path)) % 10**8}.lua"
     script.write_text(WRK_SCRIPT % ", ".join(json.dumps(f"{path}?{urlencode(v)}") for v in variants))
-    cmd = [wrk, f"-t{min(2, clients)}", f"-c{clients}", f"-d{seconds:.0f}s", "--latency", "--timeout", "60s", "-s", str(script)]
-    for key, value in headers.items():
-        cmd += ["-H", f"{key}: {value}"]
-    subprocess.run(cmd[:3] + ["-d2s"] + cmd[4:] + [base_url], capture_output=True, check=True)  # warm-up
-    out = subprocess.run(cmd + [base_url], capture_output=True, text=True, check=True).stdout
+    headers_args = [arg for key, value in headers.items() for arg in ("-H", f"{key}: {value}")]
+
+    def run_wrk(duration: str) -> str:
+        cmd = [wrk, f"-t{min(2, clients)}", f"-c{clients}", f"-d{duration}", "--latency",
+               "--timeout", "60s", "-s", str(script), *headers_args, base_url]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    run_wrk("2s")  # warm-up: connections, the servers' caches
+    out = run_wrk(f"{seconds:.0f}s")
     if "Non-2xx" in out or "Socket errors" in out:
         raise SystemExit(f"requests to {base_url}{path} failed:\n{out}")
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
