@@ -161,6 +161,22 @@ def cold_ls(env: dict[str, str], extra: list[str], runs: int) -> tuple[float, st
     return statistics.median(samples), out
 
 
+def measure_rounds(sides: dict, lookups: list[str], rounds: int) -> dict[str, tuple[dict, dict]]:
+    """Each lookup on both servers, ``rounds`` times, the side that goes first alternating (a
+    busy host drifts); per side the round with the median throughput is kept."""
+    runs: dict[str, dict[str, list[dict]]] = {name: {"zoo": [], "mlflow": []} for name in lookups}
+    for k in range(rounds):
+        for name in lookups:
+            for side in (["zoo", "mlflow"] if k % 2 == 0 else ["mlflow", "zoo"]):
+                runs[name][side].append(sides[side](name))
+                print(f"  round {k + 1} {name} {side}: {runs[name][side][-1]['rps']:.1f} req/s")
+
+    def median_run(samples: list[dict]) -> dict:
+        return sorted(samples, key=lambda r: r["rps"])[len(samples) // 2]
+
+    return {name: (median_run(r["zoo"]), median_run(r["mlflow"])) for name, r in runs.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000, help="adapters in the zoo catalog")
@@ -168,6 +184,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per lookup")
     ap.add_argument("--cold-runs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="repeats of every measurement")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="server processes, the same for both servers (default: one per core)")
     ap.add_argument("--workdir", default=None)
@@ -194,13 +211,14 @@ def main() -> None:
         procs.append(zproc)
         mproc, murl = start_mlflow_server(str(work / "mlflow.db"), work, args.workers)
         procs.append(mproc)
-        results = {}
-        for name in ZOO_LOOKUPS:
-            results[name] = (
-                load(zurl, ZOO_LIST_PATH, ZOO_LOOKUPS[name], {"Authorization": f"Bearer {token}"},
-                     args.clients, args.seconds, work),
-                load(murl, MLFLOW_SEARCH_PATH, MLFLOW_LOOKUPS[name], {}, args.clients, args.seconds,
-                     work))
+        sides = {
+            "zoo": lambda name: load(zurl, ZOO_LIST_PATH, ZOO_LOOKUPS[name],
+                                     {"Authorization": f"Bearer {token}"}, args.clients,
+                                     args.seconds, work),
+            "mlflow": lambda name: load(murl, MLFLOW_SEARCH_PATH, MLFLOW_LOOKUPS[name], {},
+                                        args.clients, args.seconds, work),
+        }
+        results = measure_rounds(sides, list(ZOO_LOOKUPS), args.rounds)
         remote_env = {**env, "ZOO_URL": zurl, "ZOO_TOKEN": token}
         for key in ("ZOO_CATALOG_URL", "ZOO_STORE_URL"):
             remote_env.pop(key)
@@ -210,12 +228,15 @@ def main() -> None:
         for p in procs:
             p.terminate()
             p.wait(timeout=30)
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
     report(results, args, remote_s, direct_s, remote_out == direct_out)
 
 
 def report(results: dict, args: argparse.Namespace, remote_s: float, direct_s: float,
            same: bool) -> None:
-    print(f"\n{args.clients} concurrent clients (wrk), {args.seconds:.0f} s per lookup, "
+    print(f"\n{args.clients} concurrent clients (wrk), {args.seconds:.0f} s per lookup, median of "
+          f"{args.rounds} rounds, "
           f"{args.workers} worker processes per server; zoo server over "
           f"{args.n:,} adapters (SQLite), MLflow server over {args.mlflow_n:,} versions (SQLite)")
     print(f"{'lookup':34} {'zoo req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'mlflow req/s':>13} "
