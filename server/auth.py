@@ -21,12 +21,19 @@ SESSION_COOKIE = "zoo_session"
 _bearer = HTTPBearer(auto_error=False, description="A token from `zoo token create`.")
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def request_secret(request: Request) -> str | None:
-    """The secret a request carries: the Bearer header first, else the session cookie."""
+    """The secret a request carries: the Bearer header first, else the session cookie, which
+    counts for reads only (a browser attaches cookies to cross-site posts too: a change must
+    carry its token in a header no other site can set)."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         return value.strip() if scheme.lower() == "bearer" else None
+    if request.method not in SAFE_METHODS:
+        return None
     return request.cookies.get(SESSION_COOKIE) or None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import timedelta
+from typing import Any
 
 from server_fixtures import push_direct
 
@@ -210,3 +211,32 @@ def test_an_unreachable_server_is_one_line_without_credentials(served_sqlite):
     result = served_sqlite.zoo("ls", env={"ZOO_URL": url}, ok=False)
     assert result.exit_code == 7 and "cannot reach the zoo server" in result.stderr
     assert "pw-in-url" not in result.output and served_sqlite.admin not in result.output
+
+
+def test_the_session_cookie_reads_but_cannot_change(served_sqlite, tmp_path):
+    """A browser sends cookies with cross-site posts too: writes need the Bearer header."""
+    import urllib.error
+    import urllib.request
+
+    s = served_sqlite
+    adapter_id, _path, _digest = push_direct(s, tmp_path, "cookie", 1)
+    writer = s.token("cookie-writer", "write")
+    before = s.backend.counts()
+
+    def call(method: str, path: str, body: Any = None) -> int:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(s.url + path, data=data, method=method, headers={
+            "Content-Type": "application/json", "Cookie": f"zoo_session={writer}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert call("GET", f"/api/v1/adapters/{adapter_id}") == 200
+    assert call("POST", f"/api/v1/adapters/{adapter_id}/tags", {"tags": ["forged"]}) == 401
+    assert call("PUT", "/api/v1/aliases/cookie@prod", {"ref": adapter_id}) == 401
+    assert s.backend.counts() == before
+    status, _ = s.api("POST", f"/api/v1/adapters/{adapter_id}/tags", token=writer,
+                      body={"tags": ["real"]})
+    assert status == 200
