@@ -1,4 +1,5 @@
-# The zoo image: the `zoo` CLI plus Ray, used by the Ray head, the Ray workers and `zoo init`.
+# The zoo image: the `zoo` CLI plus Ray, used by the Ray head, the Ray workers, `zoo init` and
+# the team server (`zoo server`; `zoo serve` deploys from it too).
 # CPU torch by default; for the GPU worker build with a CUDA wheel index, e.g.
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
 # (the CUDA runtime ships inside the torch wheel; the host needs only the NVIDIA driver and the
@@ -26,7 +27,8 @@ COPY zoo ./zoo
 COPY storage ./storage
 COPY workers ./workers
 COPY cli ./cli
-RUN pip install ".[demo]" && zoo --version
+COPY server ./server
+RUN pip install ".[demo,server,serve]" && zoo --version
 
 RUN useradd --create-home --uid 1000 zoo && mkdir -p /var/lib/zoo && chown zoo /var/lib/zoo
 USER zoo
