@@ -1,5 +1,5 @@
 """``zoo push | pull | fsck | gc`` end to end through the CLI, on SQLite + local store and on
-PostgreSQL + S3 (moto server): the round trip of acceptance 1, integrity (4) and bad input (5).
+PostgreSQL + S3 (SeaweedFS): the round trip of acceptance 1, integrity (4) and bad input (5).
 """
 
 from __future__ import annotations
