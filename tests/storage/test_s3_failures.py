@@ -166,3 +166,24 @@ def test_multipart_upload_sends_a_checksum_per_part(s3_env, s3_bucket, tmp_path)
                                     ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"].endswith("-3")  # a checksum of the three parts' checksums
     assert store.get_file(digest, tmp_path / "back", size=len(data)) == (digest, len(data))
+
+
+def test_ranged_download_is_verified_and_leaves_nothing_when_damaged(s3_env, s3_bucket, tmp_path):
+    from zoo.errors import IntegrityError
+    from zoo.storage.fetch import fetch_verified
+
+    mib = 1024 * 1024
+    store = S3BlobStore(s3_bucket, "ranged", download_threshold=5 * mib, download_part=4 * mib)
+    data = os.urandom(11 * mib)
+    digest = hashlib.sha256(data).hexdigest()
+    store.put_bytes(digest, data)
+    out = tmp_path / "out"
+    fetch_verified(store, digest, out / "ok", size=len(data))
+    assert sha256_path(out / "ok") == digest
+    # other bytes under the digest's key (a write that bypassed the zoo): the third range
+    damaged = bytearray(data)
+    damaged[9 * mib] ^= 0x01
+    store.client.put_object(Bucket=s3_bucket, Key=store.key_for(digest), Body=bytes(damaged))
+    with pytest.raises(IntegrityError, match="failed verification"):
+        fetch_verified(store, digest, out / "bad", size=len(data))
+    assert [p.name for p in out.iterdir()] == ["ok"]  # no partial file, no temp file
