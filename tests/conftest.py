@@ -80,6 +80,9 @@ def seaweed(tmp_path_factory) -> Iterator[SeaweedServer]:
     env = {k: v for k, v in server.env().items() if k != "AWS_ENDPOINT_URL"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    import boto3
+
+    boto3.DEFAULT_SESSION = None  # a default session made earlier caches other keys
     try:
         yield server
     finally:

@@ -53,11 +53,12 @@ def moto_s3(monkeypatch):
         monkeypatch.setenv(k, v)
     import boto3
 
-    boto3.client("s3").create_bucket(Bucket="hostile")
+    boto3.session.Session().client("s3").create_bucket(Bucket="hostile")
     try:
         yield "hostile"
     finally:
         server.stop()
+        boto3.DEFAULT_SESSION = None  # it may have cached moto's keys: later tests need their own
 
 
 def test_s3_base_prefix_with_an_absolute_key_writes_nothing(moto_s3, tmp_path):
@@ -66,7 +67,7 @@ def test_s3_base_prefix_with_an_absolute_key_writes_nothing(moto_s3, tmp_path):
 
     from zoo.storage.staging import fetch_model
 
-    client = boto3.client("s3")
+    client = boto3.session.Session().client("s3")
     victim = tmp_path / "victim.txt"
     client.put_object(Bucket=moto_s3, Key="models/tiny/config.json", Body=b"{}")
     client.put_object(Bucket=moto_s3, Key=f"models/tiny/{victim}", Body=b"pwned")
