@@ -26,6 +26,7 @@ Temp files are ``<out>/.<final name>.<random>.incomplete`` (hidden, same filesys
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -159,14 +160,21 @@ def pull_items(store: BlobStore, items: Sequence[PullItem], *, out_dir: str | os
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o {out}: exists and is not a directory")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     if format == "native":
         fn = lambda item: _pull_native(store, item, out)  # noqa: E731
     else:
         fn = lambda item: _pull_converted(store, item, out, format)  # noqa: E731
         workers = 1 if format == "merged" else workers  # a merge holds a whole base in memory
-    results = run_parallel(items, fn, workers=workers, progress=progress,
-                           size_of=lambda item, _res: item.size)
+    try:
+        results = run_parallel(items, fn, workers=workers, progress=progress,
+                               size_of=lambda item, _res: item.size)
+    except BaseException:
+        if created:  # a pull that failed before its first file leaves no trace, not even -o
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return PullResult(out_dir=str(out), format=format, adapters=results)
 
 

@@ -1,16 +1,19 @@
-"""Session-wide fixtures shared by every test area: offline mode, PostgreSQL, an S3 server, Ray.
+"""Session-wide fixtures shared by every test area: offline mode, PostgreSQL, an S3 server
+(SeaweedFS), Ray.
 
 Area-specific fixtures live in tests/<area>/conftest.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from seaweed import SeaweedServer, start_seaweed
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -66,21 +69,22 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """A real S3 protocol server (moto) over HTTP on a free loopback port; yields its URL."""
-    from moto.server import ThreadedMotoServer
+def seaweed(tmp_path_factory) -> Iterator[SeaweedServer]:
+    """A real S3 server (SeaweedFS, tests/seaweed.py) for the whole session, stopped by its
+    process id at the end. It FAILS when it cannot start: a skipped S3 test proves nothing.
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                          "AWS_DEFAULT_REGION")}
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    The session's environment carries its one identity (AWS_ACCESS_KEY_ID/SECRET), as a
+    developer's shell would; every other key is refused by the server.
+    """
+    server = start_seaweed(tmp_path_factory.mktemp("seaweed"))
+    env = {k: v for k, v in server.env().items() if k != "AWS_ENDPOINT_URL"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import boto3
+
+    boto3.DEFAULT_SESSION = None  # a default session made earlier caches other keys
     try:
-        yield url
+        yield server
     finally:
         server.stop()
         for k, v in old.items():
@@ -90,14 +94,32 @@ def s3_server() -> Iterator[str]:
                 os.environ[k] = v
 
 
-@pytest.fixture
-def s3_bucket(s3_server: str) -> str:
-    """A fresh bucket on the S3 server; returns its name."""
-    import boto3
+@pytest.fixture(scope="session")
+def s3_server(seaweed: SeaweedServer) -> str:
+    """The URL of the session's S3 server (SeaweedFS)."""
+    return seaweed.url
 
+
+@pytest.fixture
+def s3_credentials(seaweed: SeaweedServer) -> dict[str, str]:
+    """The server's identity as environment variables (a Ray node started by a test needs
+    them in its own environment: credentials are never forwarded with a job)."""
+    return {k: v for k, v in seaweed.env().items() if k != "AWS_ENDPOINT_URL"}
+
+
+@pytest.fixture
+def s3_bucket(seaweed: SeaweedServer) -> Iterator[str]:
+    """A fresh bucket on the S3 server; returns its name. Deleted (with its objects) after the
+    test, so the server's volumes do not fill up over a session."""
     name = f"zoo-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
-    return name
+    client = seaweed.client()
+    client.create_bucket(Bucket=name)
+    yield name
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    # SeaweedFS deletes a non-empty bucket as a whole; a test that removed it leaves nothing
+    with contextlib.suppress(BotoCoreError, ClientError):
+        client.delete_bucket(Bucket=name)
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return interpolate(raw, {"RAY_AUTH_TOKEN": "t" * 64})
+    return interpolate(raw, {"RAY_AUTH_TOKEN": "t" * 64, "ZOO_S3_SECRET_KEY": "s" * 40})
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +79,18 @@ def test_schema_catches_mistakes(compose, validator):
     assert not validator.is_valid(broken)
 
 
-def test_auth_token_is_required():
+def test_auth_token_and_store_secret_are_required():
     raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     with pytest.raises(KeyError, match="RAY_AUTH_TOKEN"):
-        interpolate(raw, {})
+        interpolate(raw, {"ZOO_S3_SECRET_KEY": "s" * 40})
+    with pytest.raises(KeyError, match="ZOO_S3_SECRET_KEY"):
+        interpolate(raw, {"RAY_AUTH_TOKEN": "t" * 64})
 
 
 def test_services_are_wired(compose):
     services = compose["services"]
-    assert {"postgres", "minio", "minio-init", "ray-head", "ray-gpu-worker"} <= set(services)
+    assert {"postgres", "seaweedfs", "ray-head", "ray-gpu-worker"} <= set(services)
+    assert not any("minio" in name for name in services)
     for name, svc in services.items():
         assert "image" in svc or "build" in svc, name
         for dep in svc.get("depends_on", {}):
@@ -108,11 +111,25 @@ def test_services_are_wired(compose):
         assert env["ZOO_CATALOG_URL"].startswith("postgresql+psycopg://")
         assert env["ZOO_CATALOG_URL"].endswith("@postgres:5432/zoo")
         assert env["ZOO_STORE_URL"].startswith("s3://")
-        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert env["AWS_ENDPOINT_URL"] == "http://seaweedfs:8333"
         assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"]
-    init = services["minio-init"]
-    assert init["restart"] == "no" and "mc mb" in init["command"][0]
-    assert head["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    _check_seaweedfs(services, head["environment"])
+
+
+def _check_seaweedfs(services: dict[str, Any], zoo_env: dict[str, str]) -> None:
+    """The store: SeaweedFS's official image, all in one process, the zoo's bucket created at
+    start, the zoo's key pair as its identity, no telemetry, only the S3 port published."""
+    store = services["seaweedfs"]
+    assert store["image"].startswith("chrislusf/seaweedfs:")
+    command = store["command"]
+    assert command[0] == "mini" and "-master.telemetry=false" in command
+    bucket = zoo_env["ZOO_STORE_URL"].removeprefix("s3://").split("/")[0]
+    assert f"-bucket={bucket}" in command and "-s3.autoCreateBucket=false" in command
+    assert store["environment"]["AWS_ACCESS_KEY_ID"] == zoo_env["AWS_ACCESS_KEY_ID"]
+    assert store["environment"]["AWS_SECRET_ACCESS_KEY"] == zoo_env["AWS_SECRET_ACCESS_KEY"]
+    assert store["ports"] == ["127.0.0.1:8333:8333"]
+    assert "8333/healthz" in " ".join(store["healthcheck"]["test"])
+    assert services["ray-head"]["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
 
 
 def test_dockerfile_installs_the_cli():

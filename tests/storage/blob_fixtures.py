@@ -126,7 +126,7 @@ class Backend:
 
 @pytest.fixture(params=["sqlite-local", "pg-s3"])
 def backend(request, tmp_path):
-    """SQLite + local directory store, and PostgreSQL + S3 (moto server)."""
+    """SQLite + local directory store, and PostgreSQL + S3 (SeaweedFS)."""
     if request.param == "sqlite-local":
         b = Backend(request.param, f"sqlite:///{tmp_path / 'catalog.db'}",
                     str(tmp_path / "store"))

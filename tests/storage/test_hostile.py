@@ -38,20 +38,42 @@ def test_safe_join_refuses_symlinks(tmp_path):
     assert safe_join(tmp_path / "out", "sub/config.json") == tmp_path / "out" / "sub" / "config.json"
 
 
-def test_s3_base_prefix_with_an_absolute_key_writes_nothing(s3_env, s3_bucket, tmp_path,
-                                                           monkeypatch):
+@pytest.fixture
+def moto_s3(monkeypatch):
+    """moto's S3 server, kept for this one test: the hostile key below (``prefix//abs/path``)
+    exists on AWS S3, but SeaweedFS stores keys as filer paths and collapses the ``//``, so a
+    real server here cannot hold it. Any credentials are accepted by moto."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for k, v in (("AWS_ENDPOINT_URL", f"http://{host}:{port}"), ("AWS_ACCESS_KEY_ID", "moto"),
+                 ("AWS_SECRET_ACCESS_KEY", "moto"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(k, v)
+    import boto3
+
+    boto3.session.Session().client("s3").create_bucket(Bucket="hostile")
+    try:
+        yield "hostile"
+    finally:
+        server.stop()
+        boto3.DEFAULT_SESSION = None  # it may have cached moto's keys: later tests need their own
+
+
+def test_s3_base_prefix_with_an_absolute_key_writes_nothing(moto_s3, tmp_path):
     """``prefix//abs/path`` used to become ``dest / '/abs/path'``: a write anywhere."""
     import boto3
 
     from zoo.storage.staging import fetch_model
 
-    client = boto3.client("s3")
+    client = boto3.session.Session().client("s3")
     victim = tmp_path / "victim.txt"
-    client.put_object(Bucket=s3_bucket, Key="models/tiny/config.json", Body=b"{}")
-    client.put_object(Bucket=s3_bucket, Key=f"models/tiny/{victim}", Body=b"pwned")
+    client.put_object(Bucket=moto_s3, Key="models/tiny/config.json", Body=b"{}")
+    client.put_object(Bucket=moto_s3, Key=f"models/tiny/{victim}", Body=b"pwned")
     home = tmp_path / "node"
     with pytest.raises(IntegrityError, match="refusing to write"):
-        fetch_model(f"s3://{s3_bucket}/models/tiny", "file:///unused", home=str(home))
+        fetch_model(f"s3://{moto_s3}/models/tiny", "file:///unused", home=str(home))
     assert not victim.exists()
     written = [p for p in home.rglob("*") if p.is_file()] if home.exists() else []
     assert written == []  # every name is checked before the first download

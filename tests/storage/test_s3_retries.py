@@ -1,4 +1,4 @@
-"""Retries against a misbehaving S3 endpoint: a small HTTP proxy in front of the moto server
+"""Retries against a misbehaving S3 endpoint: a small HTTP proxy in front of the S3 server
 answers every other request with ``503 SlowDown`` (throttling) or cuts a GET body half-way
 (a dropped connection). The store must succeed through both, and fail with a StoreError —
 not hang or return short bytes — when retries are turned off."""
@@ -58,8 +58,8 @@ class FlakyProxy:
                     return
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port,
                                                   timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = proxy.upstream.netloc
+                # the Host header goes through unchanged: the client signed it
+                headers = dict(self.headers.items())
                 conn.request(self.command, self.path, body=body or None, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()

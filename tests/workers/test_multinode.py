@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3_server,
-                                               s3_bucket, tiny_model_dir):
+                                               s3_bucket, s3_credentials, tiny_model_dir):
     from zoo.storage.db import init_catalog
 
     # a password the server never asks for (trust auth): it must not leave this process
@@ -42,8 +42,8 @@ def test_sweep_on_two_nodes_via_job_submission(tmp_path, monkeypatch, pg_url, s3
     spec.write_text(spec.read_text().replace("resources: {cpus: 1}\n", "")
                     .replace("tags: [test]", "tags: [multinode]"))
 
-    cluster = start_cluster({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                             "AWS_DEFAULT_REGION": "us-east-1"})
+    # each node holds the store's credentials in its own environment, as a team's nodes do
+    cluster = start_cluster(s3_credentials)
     try:
         # a wrong token: refused with one line naming the fix, and nothing written
         env = {**os.environ, "RAY_AUTH_TOKEN": "0" * 64, "RAY_AUTH_MODE": "token"}
