@@ -132,9 +132,27 @@ def _check_seaweedfs(services: dict[str, Any], zoo_env: dict[str, str]) -> None:
     assert services["ray-head"]["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
 
 
+def test_team_server_is_a_service(compose):
+    """`zoo server` over the same catalog and store as the cluster, on loopback, health-checked."""
+    services = compose["services"]
+    server = services["zoo-server"]
+    assert server["command"][:2] == ["zoo", "server"] and "--workers" in server["command"]
+    assert server["ports"] == ["127.0.0.1:8750:8750"]
+    env, head_env = server["environment"], services["ray-head"]["environment"]
+    for key in ("ZOO_CATALOG_URL", "ZOO_STORE_URL", "AWS_ENDPOINT_URL", "RAY_AUTH_TOKEN"):
+        assert env[key] == head_env[key], key
+    assert env["RAY_ADDRESS"] == "http://ray-head:8265"
+    assert "/healthz" in " ".join(server["healthcheck"]["test"])
+    assert server["depends_on"]["zoo-init"]["condition"] == "service_completed_successfully"
+
+
 def test_dockerfile_installs_the_cli():
+    import tomllib
+
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "FROM python:3.11" in text
-    for folder in ("zoo", "storage", "workers", "cli"):
-        assert f"COPY {folder} ./{folder}" in text
+    package_dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for folder in set(package_dirs["package-dir"].values()):  # every folder a package maps
+        assert f"COPY {folder} ./{folder}" in text, folder
+    assert "server,serve]" in text  # `zoo server` and `zoo serve` need their extras
     assert "zoo --version" in text
