@@ -122,23 +122,21 @@ class S3BlobStore:
         return _store_error(what, where, self.bucket, exc)
 
     def stat(self, digest: str) -> BlobInfo | None:
+        head = self._head(self.key_for(digest))
+        if head is None:
+            return None
+        return BlobInfo(digest, int(head["ContentLength"]), head["LastModified"].timestamp())
+
+    def _head(self, key: str) -> dict | None:
+        """HEAD of one object; None when absent, StoreError (one line) when the store fails."""
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.key_for(digest))
+            return self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 return None
-            raise self._fail("stat", digest, exc) from exc
+            raise self._fail_key("stat", key, exc) from exc
         except BotoCoreError as exc:
-            raise self._fail("stat", digest, exc) from exc
-        return BlobInfo(digest, int(head["ContentLength"]), head["LastModified"].timestamp())
-
-    def stored_digest(self, digest: str) -> str | None:
-        """The sha256 recorded in the object's metadata at upload (None if absent/unknown)."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.key_for(digest))
-        except (ClientError, BotoCoreError):
-            return None
-        return head.get("Metadata", {}).get("sha256")
+            raise self._fail_key("stat", key, exc) from exc
 
     def put_file(self, digest: str, path: str | os.PathLike[str]) -> None:
         """Upload with its SHA-256 checksum: one PUT carrying ``digest`` itself below the
@@ -335,15 +333,8 @@ class S3BlobStore:
 
     def head_key(self, key: str) -> tuple[int, str] | None:
         """(size, ETag) of any object in this bucket, or None when absent."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise self._fail_key("stat", key, exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail_key("stat", key, exc) from exc
-        return int(head["ContentLength"]), str(head.get("ETag", ""))
+        head = self._head(key)
+        return None if head is None else (int(head["ContentLength"]), str(head.get("ETag", "")))
 
     def get_key(self, key: str, dest: str | os.PathLike[str]) -> tuple[str, int]:
         """Download any object of this bucket to ``dest``; (sha256, size) of what was written."""
