@@ -33,10 +33,14 @@ from zoo.cli.options import select_option, store_options
 @click.option("--address", default=None, metavar="RAY",
               help="Deploy to this Ray cluster (e.g. auto, ray://head:10001) and return; "
                    "default: a local Ray in this process, serving until Ctrl-C.")
+@click.option("--require-token", is_flag=True,
+              help="Answer only requests carrying a live zoo token (`zoo token create`) as "
+                   "`Authorization: Bearer`; a token with --prefix gets only its adapters.")
 @store_options
 def serve(base: str, tag: str | None, query: str | None, host: str, port: int,
           max_adapters: int, refresh: str, replicas: int, num_gpus: float, max_batch_size: int,
-          address: str | None, catalog_url: str | None, store_url: str | None) -> None:
+          address: str | None, require_token: bool, catalog_url: str | None,
+          store_url: str | None) -> None:
     """Serve the adapters of registered base BASE (all, or --tag / --select) as an
     OpenAI-compatible API: GET /v1/models, POST /v1/completions with model = NAME@ALIAS, an
     adapter id prefix or BASE itself. Requests for different adapters share batches; an alias
@@ -59,7 +63,7 @@ def serve(base: str, tag: str | None, query: str | None, host: str, port: int,
     config = ServeConfig(base=base, catalog_url=settings.catalog_url,
                          store_url=settings.store_url, tag=tag, query=query,
                          max_adapters=max_adapters, refresh_s=parse_duration(refresh),
-                         max_batch_size=max_batch_size)
+                         max_batch_size=max_batch_size, require_token=require_token)
     count = check_selection(config)  # a wrong BASE or query fails here, before Ray starts
     url = start(config, host=host, port=port, address=address, num_replicas=replicas,
                 num_gpus=num_gpus)

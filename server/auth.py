@@ -15,7 +15,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from zoo.errors import AuthError
-from zoo.storage.tokens import Token, authenticate
+from zoo.storage.tokens import Token, authenticate, bearer_secret
 
 SESSION_COOKIE = "zoo_session"
 _bearer = HTTPBearer(auto_error=False, description="A token from `zoo token create`.")
@@ -30,8 +30,7 @@ def request_secret(request: Request) -> str | None:
     carry its token in a header no other site can set)."""
     header = request.headers.get("authorization")
     if header:
-        scheme, _, value = header.partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else None
+        return bearer_secret(header)
     if request.method not in SAFE_METHODS:
         return None
     return request.cookies.get(SESSION_COOKIE) or None

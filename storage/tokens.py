@@ -140,6 +140,14 @@ def revoke(catalog: Catalog, name: str) -> Token:
     return catalog.run(run)
 
 
+def bearer_secret(authorization: str | None) -> str | None:
+    """The secret of an ``Authorization: Bearer <secret>`` header value (None for another scheme)."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
 def authenticate(catalog: Catalog, secret: str | None) -> Token | None:
     """The live token whose secret this is; None for an unknown, revoked or expired one."""
     if not secret or not secret.startswith(SECRET_PREFIX) or len(secret) > 200:

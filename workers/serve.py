@@ -60,6 +60,7 @@ class ServeConfig:
     batch_wait_s: float = 0.01
     device: str | None = None
     home: str | None = None
+    require_token: bool = False  # answer only holders of a live zoo token (`zoo token create`)
 
     def __post_init__(self) -> None:
         if isinstance(self.max_adapters, bool) or int(self.max_adapters) < 1:
@@ -126,12 +127,33 @@ class CompletionEngine:
         self._stop.set()
         self.catalog.close()
 
-    def models(self) -> dict[str, Any]:
-        return {"object": "list", "data": self.table.models()}
+    def models(self, secret: str | None = None) -> dict[str, Any]:
+        token = self.authorize(secret, None)
+        prefix = token.prefix if token is not None else None
+        return {"object": "list", "data": [m for m in self.table.models() if not prefix or not m[
+            "adapter"] or (m.get("name") or m["id"].partition("@")[0]).startswith(prefix)]}
+
+    def authorize(self, secret: str | None, adapter_name: str | None) -> Any:
+        """With ``require_token``: the live token of a request (AuthError, HTTP 401, without
+        one); a token with a name prefix is served only the adapters whose names carry it
+        (ForbiddenError, 403), and the base. None when tokens are not required."""
+        if not self.config.require_token:
+            return None
+        from zoo.errors import AuthError, ForbiddenError
+        from zoo.storage.tokens import authenticate
+
+        token = authenticate(self.catalog, secret)
+        if token is None:
+            raise AuthError("a live zoo token is required: send `Authorization: Bearer <token>`")
+        if adapter_name is not None and token.prefix and not adapter_name.startswith(token.prefix):
+            raise ForbiddenError(f"token {token.name!r} is served only adapters named "
+                                 f"{token.prefix}…, not {adapter_name!r}")
+        return token
 
     # ---- requests -----------------------------------------------------------------------
-    def prepare(self, body: Any) -> Prepared:
-        """Validate an OpenAI completion body and resolve its model NOW (alias → digest)."""
+    def prepare(self, body: Any, secret: str | None = None) -> Prepared:
+        """Validate an OpenAI completion body, resolve its model NOW (alias → digest) and check
+        the request's token may use it."""
         from zoo.adapter_bank import AdapterKey
         from zoo.generate import SamplingParams
 
@@ -159,6 +181,7 @@ class CompletionEngine:
             raise RequestError(str(exc)) from None
         ids = [self._encode(p, params.max_tokens) for p in prompts]
         served = self.table.find(model)  # the alias is resolved here, once
+        self.authorize(secret, served.name if served is not None else None)
         adapter = None
         if served is not None:
             adapter = self.bank.get(AdapterKey(served.id, served.name, served.digest, served.size))
@@ -212,6 +235,7 @@ def _make_deployment() -> Any:
     from fastapi.responses import JSONResponse, StreamingResponse
     from ray import serve
 
+    from zoo.storage.tokens import bearer_secret
     from zoo.workers.serve_openai import (
         completion_body,
         error_body,
@@ -236,8 +260,12 @@ def _make_deployment() -> Any:
             return await asyncio.to_thread(self.engine.run, items)
 
         @api.get("/v1/models")
-        async def models(self) -> Any:
-            return self.engine.models()
+        async def models(self, request: Request) -> Any:
+            try:
+                return await asyncio.to_thread(self.engine.models, bearer_secret(
+                    request.headers.get("authorization")))
+            except Exception as exc:  # noqa: BLE001 - a refused token is this request's answer
+                return JSONResponse(error_body(exc), status_code=error_status(exc)[0])
 
         @api.get("/healthz")
         async def healthz(self) -> Any:
@@ -251,7 +279,8 @@ def _make_deployment() -> Any:
                     body = await request.json()
                 except ValueError:
                     raise RequestError("the request body is not JSON") from None
-                prepared = await asyncio.to_thread(self.engine.prepare, body)
+                secret = bearer_secret(request.headers.get("authorization"))
+                prepared = await asyncio.to_thread(self.engine.prepare, body, secret)
                 if prepared.stream:
                     return self._stream(prepared)
                 done = await asyncio.gather(*(self.batched(item) for item in prepared.items))

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zoo.errors import AmbiguousRefError, IntegrityError, NotFoundError, ZooError
+from zoo.errors import AmbiguousRefError, AuthError, ForbiddenError, IntegrityError, NotFoundError, ZooError
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,10 @@ def error_status(exc: BaseException) -> tuple[int, str]:
     """(HTTP status, OpenAI error type) of a request's failure."""
     if isinstance(exc, RequestError):
         return 400, "invalid_request_error"
+    if isinstance(exc, ForbiddenError):
+        return 403, "permission_error"
+    if isinstance(exc, AuthError):
+        return 401, "authentication_error"
     if isinstance(exc, NotFoundError | AmbiguousRefError):
         return 404, "model_not_found"
     if isinstance(exc, IntegrityError):
