@@ -70,30 +70,23 @@ def test_wrong_secret_key_is_one_line_exit_7_and_nothing_written(s3_sqlite, tmp_
     assert len(list(out.iterdir())) == 2
 
 
-def test_unknown_access_key_is_refused(s3_sqlite, tmp_path):
+NOWHERE = "{tmp}/no-such-aws-file"  # a config/credentials file that does not exist
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"AWS_ACCESS_KEY_ID": "AKIANOBODY"}, "refused the credentials (InvalidAccessKeyId)"),
+    ({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None,
+      "AWS_PROFILE": None, "AWS_CONFIG_FILE": NOWHERE, "AWS_SHARED_CREDENTIALS_FILE": NOWHERE,
+      "AWS_EC2_METADATA_DISABLED": "true"}, "no S3 credentials found"),
+    ({"ZOO_STORE_URL": "s3://zoo-no-such-bucket/zoo"},
+     "bucket 'zoo-no-such-bucket' does not exist"),
+], ids=["unknown-access-key", "no-credentials", "missing-bucket"])
+def test_store_refusals_are_one_line_and_write_nothing(s3_sqlite, tmp_path, env, message):
     out = tmp_path / "out"
-    proc = _zoo_pull(s3_sqlite, out, AWS_ACCESS_KEY_ID="AKIANOBODY")
+    env = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in env.items()}
+    proc = _zoo_pull(s3_sqlite, out, **env)
     assert proc.returncode == 7
-    assert "refused the credentials (InvalidAccessKeyId)" in _one_error_line(proc)
-    assert not out.exists()
-
-
-def test_no_credentials_at_all_is_one_line(s3_sqlite, tmp_path):
-    out = tmp_path / "out"
-    nowhere = str(tmp_path / "no-such-aws-file")
-    proc = _zoo_pull(s3_sqlite, out, AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None,
-                     AWS_SESSION_TOKEN=None, AWS_PROFILE=None, AWS_CONFIG_FILE=nowhere,
-                     AWS_SHARED_CREDENTIALS_FILE=nowhere, AWS_EC2_METADATA_DISABLED="true")
-    assert proc.returncode == 7
-    assert "no S3 credentials found" in _one_error_line(proc)
-    assert not out.exists()
-
-
-def test_missing_bucket_is_one_line(s3_sqlite, tmp_path):
-    out = tmp_path / "out"
-    proc = _zoo_pull(s3_sqlite, out, ZOO_STORE_URL="s3://zoo-no-such-bucket/zoo")
-    assert proc.returncode == 7
-    assert "bucket 'zoo-no-such-bucket' does not exist" in _one_error_line(proc)
+    assert message in _one_error_line(proc)
     assert not out.exists()
 
 
