@@ -11,6 +11,7 @@ Verbs recorded: ``push``, ``tag``, ``untag``, ``alias.set``, ``alias.rm``, ``rm`
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 from collections.abc import Iterator, Sequence
@@ -33,8 +34,10 @@ MAX_ROWS = 10_000
 _actor: ContextVar[str | None] = ContextVar("zoo_audit_actor", default=None)
 
 
+@functools.cache
 def local_actor() -> str:
-    """``local:<os user>``: who changes the catalog with direct database access."""
+    """``local:<os user>``: who changes the catalog with direct database access (looked up
+    once per process: a job's publish writes an audit row)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (a container's random uid)
