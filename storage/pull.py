@@ -163,7 +163,8 @@ def pull_items(store: BlobStore, items: Sequence[PullItem], *, out_dir: str | os
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     if format == "native":
-        fn = lambda item: _pull_native(store, item, out)  # noqa: E731
+        # in a folder this pull just made there is nothing to compare with: skip the lookups
+        fn = lambda item: _pull_native(store, item, out, existing=not created)  # noqa: E731
     else:
         fn = lambda item: _pull_converted(store, item, out, format)  # noqa: E731
         workers = 1 if format == "merged" else workers  # a merge holds a whole base in memory
@@ -182,9 +183,9 @@ def _what(item: PullItem) -> str:
     return f"adapter {item.id} ({item.name})"
 
 
-def _pull_native(store: BlobStore, item: PullItem, out: Path) -> Pulled:
+def _pull_native(store: BlobStore, item: PullItem, out: Path, *, existing: bool = True) -> Pulled:
     final = out / f"{item.stem}.safetensors"
-    if final.is_file() and sha256_file(final) == (item.digest, item.size):
+    if existing and final.is_file() and sha256_file(final) == (item.digest, item.size):
         return _pulled(item, final, skipped=True)
     fetch_verified(store, item.digest, final, size=item.size, what=_what(item))
     return _pulled(item, final, skipped=False)

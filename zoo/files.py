@@ -46,19 +46,22 @@ def landing(final: str | os.PathLike[str], *, directory: bool = False) -> Iterat
     """Yield a temp path beside ``final``; when the block succeeds, rename it into place
     (replacing a previous file or folder), else remove it. Nothing partial is ever visible."""
     target = Path(final)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():  # a stat, not a mkdir that fails: pulls land 1000s of files
+        target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(target)
     if directory:
         tmp.mkdir(mode=ordinary_mode(directory=True))
     old: Path | None = None
+    placed = False
     try:
         yield tmp
         if directory and target.exists():  # a directory cannot be replaced in one rename
             old = temp_path(target)
             os.replace(target, old)
         os.replace(tmp, target)
+        placed = True
     finally:
-        for leftover in (tmp, old):
+        for leftover in (None if placed else tmp, old):
             if leftover is not None:
                 remove(leftover)
 
