@@ -8,9 +8,7 @@ adapter's name, so ``NAME@ALIAS`` is checked by NAME without a lookup).
 
 from __future__ import annotations
 
-import base64
 import json
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -19,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from zoo.errors import ConfigError, NotFoundError
 from zoo.names import parse_name_alias, validate_digest
+from zoo.server import cursors
 from zoo.server.auth import require
 from zoo.server.errors import ERROR_STATUSES, ErrorBody
 from zoo.storage import audit
@@ -87,28 +86,17 @@ def name_of(request: Request, ref: str) -> str:
 
 # ------------------------------------------------------------------------------ cursors
 def encode_cursor(after: tuple[Any, str] | None) -> str | None:
-    """A page's keyset position as an opaque, URL-safe text."""
-    if after is None:
-        return None
-    value, last_id = after
-    tagged = {"t": "dt", "v": value.isoformat()} if isinstance(value, datetime) else {"v": value}
-    raw = json.dumps({**tagged, "id": last_id}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """A page's keyset position as an opaque, URL-safe text (:mod:`zoo.server.cursors`)."""
+    return None if after is None else cursors.encode(after)
 
 
 def decode_cursor(text: str | None) -> tuple[Any, str] | None:
     if not text:
         return None
     try:
-        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        value = datetime.fromisoformat(data["v"]) if data.get("t") == "dt" else data["v"]
-        if not isinstance(data["id"], str) or isinstance(value, (dict, list)):
-            raise ValueError
-        if isinstance(value, datetime) and value.tzinfo is None:
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
+        return cursors.decode(text)
+    except ValueError:
         raise ConfigError("after: not a cursor this server returned") from None
-    return value, data["id"]
 
 
 # ----------------------------------------------------------------------------- adapters

@@ -1,24 +1,19 @@
-"""Keyset cursors for the catalog page: (sort key value, adapter id) as an opaque URL token.
-
-``zoo.storage.catalog.list_adapters`` pages by keyset (``after=(value, id)``): the next page
-starts strictly after the last row shown, so page 2,000 costs what page 1 does (no OFFSET).
-"""
+"""The catalog page's keyset cursors: :mod:`zoo.server.cursors`, with the page's own error for
+a token it did not write (shown under the query box)."""
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 from zoo.errors import QuerySyntaxError
+from zoo.server import cursors
 
-_SCALARS = (str, int, float, bool, type(None))
+MAX_TOKEN = 2048
 
 
 def encode(after: tuple[Any, str]) -> str:
     """The URL-safe token of a ``next_after`` pair."""
-    raw = json.dumps([after[0], after[1]], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return cursors.encode(after)
 
 
 def decode(token: str | None) -> tuple[Any, str] | None:
@@ -26,10 +21,8 @@ def decode(token: str | None) -> tuple[Any, str] | None:
     if not token:
         return None
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        value, last_id = json.loads(raw)
-    except (ValueError, TypeError):
+        if len(token) > MAX_TOKEN:
+            raise ValueError
+        return cursors.decode(token)
+    except ValueError:
         raise QuerySyntaxError("bad page cursor; start again from the first page") from None
-    if not isinstance(last_id, str) or not isinstance(value, _SCALARS) or len(token) > 2048:
-        raise QuerySyntaxError("bad page cursor; start again from the first page")
-    return value, last_id
