@@ -5,7 +5,6 @@ backend (SQLite + local store, PostgreSQL + S3), driven by the real CLI with ZOO
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import time
@@ -18,6 +17,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import free_port
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
 import blob_fixtures as bf  # noqa: E402
 
@@ -27,12 +28,6 @@ backend = bf.backend
 s3_env = bf.s3_env
 sqlite_backend = bf.sqlite_backend
 module_sqlite_backend = bf.module_sqlite_backend
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Served:
@@ -87,7 +82,7 @@ def run_server(backend: Any) -> Iterator[str]:
 
     app = create_app(resolve_settings(catalog_url=backend.catalog_url,
                                       store_url=backend.store_url))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -205,9 +205,9 @@ def test_gc_through_the_server_needs_an_unprefixed_admin_token(served_sqlite, tm
 
 
 def test_an_unreachable_server_is_one_line_without_credentials(served_sqlite):
-    from server_fixtures import _free_port
+    from tests.conftest import free_port
 
-    url = f"http://someone:pw-in-url@127.0.0.1:{_free_port()}"
+    url = f"http://someone:pw-in-url@127.0.0.1:{free_port()}"
     result = served_sqlite.zoo("ls", env={"ZOO_URL": url}, ok=False)
     assert result.exit_code == 7 and "cannot reach the zoo server" in result.stderr
     assert "pw-in-url" not in result.output and served_sqlite.admin not in result.output

@@ -12,7 +12,8 @@ import urllib.error
 import urllib.request
 
 import sqlalchemy as sa
-from server_fixtures import _free_port
+
+from tests.conftest import free_port
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, str]:
@@ -36,7 +37,7 @@ def test_zoo_server_serves_and_keeps_secrets_out_of_output(pg_url, tmp_path):
     init_catalog(url)
     with open_catalog(url) as catalog:
         _, secret = create(catalog, "ops", scope="admin")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ZOO_CATALOG_URL": url, "ZOO_STORE_URL": str(tmp_path / "store")}
     env.pop("ZOO_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "zoo.cli.main", "server", "--port", str(port)],

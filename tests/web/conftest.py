@@ -11,7 +11,6 @@ each page's Server-Timing to ``page-timings.tsv`` there.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import pytest
 from seed import Seeded, seed
+
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ZOO_TEST_ARTIFACTS", REPO / "test-artifacts"))
@@ -38,12 +39,6 @@ class Zoo:
     store_url: str
     facts: Seeded
     secrets: dict[str, str]  # token name -> secret
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +64,7 @@ def seeded(tmp_path_factory) -> Iterator[tuple[str, str, Seeded, dict[str, str]]
 def zoo_server(seeded, tmp_path_factory) -> Iterator[Zoo]:
     """``zoo server`` over the seeded catalog on a free loopback port."""
     catalog_url, store_url, facts, secrets = seeded
-    port = _free_port()
+    port = free_port()
     home = tmp_path_factory.mktemp("home")
     env = {**os.environ, "ZOO_HOME": str(home), "ZOO_CATALOG_URL": catalog_url,
            "ZOO_STORE_URL": store_url}
