@@ -102,11 +102,14 @@ class BlobStore(Protocol):
         """
         ...
 
-    def get_file(self, digest: str, dest: str | os.PathLike[str], *,
-                 size: int | None = None) -> tuple[str, int]:
-        """Write the blob to ``dest``; return (sha256 of the bytes written, size).
+    def read_into(self, digest: str, out: BinaryIO, *,
+                  size: int | None = None) -> tuple[str, int]:
+        """Write the blob into ``out`` (a new, empty file open for reading and writing);
+        return (sha256 of the bytes written, size).
 
-        ``size`` is a hint (from the catalog) that lets a store pick multipart transfers.
+        ``size`` is a hint (from the catalog) that lets a store pick ranged transfers. Callers
+        land the file with ``zoo.files.landing_file`` and check the digest
+        (``zoo.storage.fetch.fetch_verified``): a store never leaves a half-written file behind.
         """
         ...
 
@@ -242,8 +245,8 @@ class LocalBlobStore:
             if tmp is not None:
                 _unlink_quiet(tmp)
 
-    def get_file(self, digest: str, dest: str | os.PathLike[str], *,
-                 size: int | None = None) -> tuple[str, int]:
+    def read_into(self, digest: str, out: BinaryIO, *,
+                  size: int | None = None) -> tuple[str, int]:
         src = self.path_for(digest)
         h = hashlib.sha256()
         size = 0
@@ -251,7 +254,7 @@ class LocalBlobStore:
             fin = open(src, "rb")  # noqa: SIM115 - closed below, error mapped first
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} is missing from store {self.url}") from None
-        with fin, open(dest, "wb") as out:
+        with fin:
             while chunk := fin.read(CHUNK):
                 h.update(chunk)
                 size += len(chunk)

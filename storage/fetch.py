@@ -2,9 +2,10 @@
 
 Every download the zoo makes of a content-addressed blob goes through here (pull, the inputs a
 worker fetches for a job, the adapters and datasets an eval worker reads): the blob is checked
-against a size cap BEFORE any byte is fetched, streamed into a hidden temp file beside the
-destination while it is hashed, compared with its digest (and the size the catalog recorded),
-and only then renamed into place. A mismatch is an IntegrityError naming the blob, and no
+against a size cap BEFORE any byte is fetched, streamed into a new file beside the destination
+while it is hashed (``zoo.files.landing_file``: an unnamed file where the filesystem allows, a
+hidden temp file elsewhere), compared with its digest (and the size the catalog recorded), and
+only then given its name. A mismatch is an IntegrityError naming the blob, and no
 partial file is ever left behind.
 """
 
@@ -15,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from zoo.errors import IntegrityError, NotFoundError
-from zoo.files import landing, sha256_file
+from zoo.files import landing_file, sha256_file
 from zoo.storage.blobstore import BlobStore
 
 MAX_INPUT_BYTES = 64 * 1024**3  # no single blob the zoo reads is larger (a 30B shard is ~10 GB)
@@ -36,9 +37,9 @@ def fetch_verified(store: BlobStore, digest: str, dest: str | os.PathLike[str], 
         raise IntegrityError(f"{what}: blob sha256:{digest} is {expected} bytes, over the "
                              f"limit of {max_size}; not fetched")
     final = Path(dest)
-    with landing(final) as tmp:
+    with landing_file(final) as out:
         try:
-            got, got_size = store.get_file(digest, tmp, size=expected)
+            got, got_size = store.read_into(digest, out, size=expected)
         except NotFoundError:
             raise _missing(store, digest, what) from None
         if got_size != expected or got != digest:

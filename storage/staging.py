@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from zoo.errors import ConfigError, IntegrityError, NotFoundError
-from zoo.files import landing, safe_join, sha256_file, write_atomic
+from zoo.files import landing_file, safe_join, sha256_file, write_atomic
 from zoo.jobspec import JobSpec
 from zoo.storage.blobstore import BlobStore, open_store
 from zoo.storage.fetch import fetch_bytes, fetch_cached
@@ -260,8 +260,8 @@ def _fetch_s3_object(uri: str, root: Path) -> Path:
     tag = hashlib.sha256(f"{uri}\0{head[1]}".encode()).hexdigest()
     dest = root / f"s3-{tag}{Path(key).suffix}"
     if not dest.is_file():
-        with landing(dest) as tmp:
-            store.get_key(key, tmp)
+        with landing_file(dest) as out:
+            store.get_key(key, out)
     return dest
 
 
@@ -277,8 +277,8 @@ def _fetch_s3_prefix(uri: str, root: Path) -> Path:
     keys = [(key, key[len(prefix):]) for key, _ in store.list_keys(prefix)]
     targets = {key: safe_join(dest, rel) for key, rel in keys}  # all checked before any write
     for key, target in targets.items():
-        with landing(target) as tmp:
-            store.get_key(key, tmp)
+        with landing_file(target) as out:
+            store.get_key(key, out)
     if not (dest / "config.json").is_file():
         raise ConfigError(f"base_model: {uri} holds no config.json")
     write_atomic(dest / ".complete", uri.encode())

@@ -59,6 +59,13 @@ def sha256_path(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def read_blob(store, digest: str, dest: Path, *, size: int | None = None) -> tuple[str, int]:
+    """A store's ``read_into`` into a plain new file at ``dest``: the store's own behaviour,
+    without the verified fetch around it."""
+    with open(dest, "w+b") as out:
+        return store.read_into(digest, out, size=size)
+
+
 def s3_store_url(bucket: str, prefix: str = "zoo") -> str:
     return f"s3://{bucket}/{prefix}"
 

@@ -158,7 +158,7 @@ def test_multipart_upload_sends_a_checksum_per_part(s3_env, s3_bucket, tmp_path)
     head = store.client.head_object(Bucket=s3_bucket, Key=store.key_for(digest),
                                     ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"].endswith("-3")  # a checksum of the three parts' checksums
-    assert store.get_file(digest, tmp_path / "back", size=len(data)) == (digest, len(data))
+    assert bf.read_blob(store, digest, tmp_path / "back", size=len(data)) == (digest, len(data))
 
 
 def test_ranged_download_is_verified_and_leaves_nothing_when_damaged(s3_env, s3_bucket, tmp_path):

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from zoo import errors as zerr
@@ -351,8 +351,8 @@ class _RemoteBlobs:
     def stat(self, digest: str) -> None:
         return None  # sizes always come from the catalog
 
-    def get_file(self, digest: str, dest: str | os.PathLike[str], *,
-                 size: int | None = None) -> tuple[str, int]:
+    def read_into(self, digest: str, out: BinaryIO, *,
+                  size: int | None = None) -> tuple[str, int]:
         import urllib.request
 
         url = self.urls[digest]
@@ -363,7 +363,7 @@ class _RemoteBlobs:
         h, got = hashlib.sha256(), 0
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                        timeout=TIMEOUT_S) as response, open(dest, "wb") as out:
+                                        timeout=TIMEOUT_S) as response:
                 while chunk := response.read(CHUNK):
                     h.update(chunk)
                     got += len(chunk)
