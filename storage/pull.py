@@ -1,9 +1,9 @@
-"""The pull protocol: resolve in the catalog → parallel download to temp files → verify sha256
-and size → atomic rename into place.
+"""The pull protocol: resolve in the catalog → parallel download to new unnamed files → verify
+sha256 and size → link (or rename) into place.
 
 Why: a registry that hands back a truncated or flipped file without noticing is worse than
 none. Every byte pulled is hashed on the way in; a mismatch raises IntegrityError naming the
-adapter and its digest, and the temp file is removed in ``finally``, so the output directory
+adapter and its digest, and the unfinished file is discarded, so the output directory
 only ever holds complete, verified files. Native files already present are re-hashed and
 skipped when they match (a damaged one is replaced); PEFT / merged directories are skipped when
 their ``.zoo-adapter.json`` names the same digest. Re-running a pull of thousands is cheap.
@@ -21,7 +21,10 @@ Output layout (collision-free: an id names exactly one digest, forever):
 - ``merged``: ``<out>/<name>-<id>-merged/`` — the base model with the adapter merged in
   (``save_pretrained``), plus ``.zoo-adapter.json``.
 
-Temp files are ``<out>/.<final name>.<random>.incomplete`` (hidden, same filesystem).
+Native files are written through ``zoo.files.landing_file``: an unnamed file (Linux
+``O_TMPFILE``) that gets its name once verified, else ``<out>/.<final name>.<random>.incomplete``
+(hidden, same filesystem) renamed into place. PEFT and merged directories are built in such a
+hidden temp directory and renamed in.
 """
 
 from __future__ import annotations

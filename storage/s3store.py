@@ -215,9 +215,10 @@ class S3BlobStore:
             out.seek(0)
             return sha256_fileobj(out)
         last: Exception | None = None
-        for _ in range(STREAM_ATTEMPTS):
-            out.seek(0)
-            out.truncate()  # a retry starts from an empty file
+        for attempt in range(STREAM_ATTEMPTS):
+            if attempt:  # a retry starts from an empty file
+                out.seek(0)
+                out.truncate()
             try:
                 return self._stream_to(key, out, size=size)
             except ClientError as exc:
