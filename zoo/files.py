@@ -84,10 +84,10 @@ def landing_file(final: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with landing(target) as tmp, open(tmp, "w+b") as out:
             yield out
         return
-    # unbuffered: writers hand over large chunks, and every syscall saved is one GIL hand-off
-    # less for a pull of thousands of small files on many threads
-    with open(fd, "w+b", buffering=0) as out:
+    # buffered, so that every write is complete or raises (the hash is of what was handed over)
+    with open(fd, "w+b") as out:
         yield out
+        out.flush()
         _link_into_place(out, target)
 
 
@@ -128,6 +128,8 @@ def _link_into_place(out: BinaryIO, target: Path) -> None:
     """Give the unnamed file behind ``out`` the name ``target``, replacing what was there."""
     fd_name, proc = str(out.fileno()), _proc_fd_dir()
     try:
+        if proc is None:  # never link a relative name "3" from the working directory
+            raise FileNotFoundError("/proc/self/fd")
         os.link(fd_name, target, src_dir_fd=proc, follow_symlinks=True)
         return
     except FileExistsError:

@@ -120,3 +120,19 @@ def test_a_forked_child_links_its_own_file(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0
     assert (tmp_path / "child.bin").read_bytes() == b"child"
     assert (tmp_path / "parent.bin").read_bytes() == b"parent"
+
+
+def test_a_sandbox_that_refuses_the_link_gets_a_copy(tmp_path, monkeypatch):
+    """Some sandboxes give O_TMPFILE but refuse linkat through /proc: the bytes are copied
+    into a hidden temp file and renamed into place instead, still all or nothing."""
+    if not hasattr(os, "O_TMPFILE"):
+        pytest.skip("this platform has no O_TMPFILE")
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError("linkat refused")
+
+    monkeypatch.setattr(os, "link", refuse)
+    with landing_file(tmp_path / "a.bin") as out:
+        out.write(b"z" * 3_000_000)
+    assert (tmp_path / "a.bin").read_bytes() == b"z" * 3_000_000
+    assert os.listdir(tmp_path) == ["a.bin"]
