@@ -13,7 +13,7 @@ the machine hits each alike; a new random order each round; between two methods,
 files written are deleted and the disk synced), median reported:
 
 - zoo pull (library): ``zoo.storage.pull.pull(tag=...)``: catalog resolve, parallel GETs,
-  sha256 while streaming, temp file, size + digest check, atomic rename;
+  sha256 while streaming into an unnamed file, size + digest check, linked into place;
 - zoo pull (CLI): a fresh ``zoo pull --tag`` process, start-up included;
 - raw GETs into memory: ``get_object().read()`` on a thread pool (the upper bound);
 - raw GETs streamed to files: the same, written to one file per object, no verification, no
@@ -25,6 +25,18 @@ files written are deleted and the disk synced), median reported:
 Raw clients use one shared client with the same connection pool and worker count, and no
 response-checksum validation (they verify nothing). CPU seconds of this process (and of the
 CLI's child process) are printed beside wall time: the host is shared, CPU time is less noisy.
+
+With the bench's own server, its CPU seconds are printed too, and the run ends with the ceiling
+that any client hashing every byte can reach on this host: the raw streamed method's CPU
+(client + server) plus SHA-256 of the same bytes (measured here, one thread, in memory), spread
+over every CPU, is the least wall time a verifying pull can take when the server shares the
+client's cores. A ratio target above that ceiling cannot be met on this host by any client.
+
+On a VM whose balloon reports freed memory to the host at once (Linux free page reporting,
+``min_free_ms`` 0 under /sys/module/page_reporting/parameters/), every method that writes into
+page cache freed a moment ago may land on pages the host has taken back; faulting them in
+costs 0.5-1 CPU s per GB of kernel time, on whichever method meets them. The header says when
+that is the case; as root, ``echo 60000 > .../min_free_ms`` keeps freed pages a minute first.
 """
 
 from __future__ import annotations
@@ -79,6 +91,21 @@ def adapter_bytes(seed: int, size: int) -> bytes:
     return encode(tensors, file_metadata(config))
 
 
+PAGE_REPORTING = Path("/sys/module/page_reporting/parameters/min_free_ms")
+
+
+def page_reporting_note() -> str:
+    """A warning for the header when freed memory goes back to the hypervisor at once."""
+    try:
+        delay_ms = int(PAGE_REPORTING.read_text())
+    except (OSError, ValueError):
+        return ""
+    if delay_ms >= 10_000:
+        return f"; free page reporting after {delay_ms} ms"
+    return (f"; NOTE free page reporting after {delay_ms} ms: page-cache writes may fault on the "
+            "host, adding noise (see the docstring)")
+
+
 def cpu_seconds() -> float:
     """CPU time of this process plus its finished children (the CLI runs)."""
     me = resource.getrusage(resource.RUSAGE_SELF)
@@ -86,11 +113,34 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def timed(fn: Callable[[], None]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one call."""
-    c0, t0 = cpu_seconds(), time.perf_counter()
+def process_cpu_seconds(pid: int | None) -> float:
+    """CPU time of another process (the server), from /proc; 0.0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(fn: Callable[[], None], server_pid: int | None = None) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds here, server CPU seconds) of one call."""
+    s0, c0, t0 = process_cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
     fn()
-    return time.perf_counter() - t0, cpu_seconds() - c0
+    return (time.perf_counter() - t0, cpu_seconds() - c0,
+            process_cpu_seconds(server_pid) - s0)
+
+
+def sha256_cpu_seconds(total: int) -> float:
+    """CPU seconds SHA-256 takes over ``total`` bytes on this host (one thread, from memory)."""
+    block = os.urandom(64 * 1024 * 1024)
+    hashlib.sha256(block)  # warm
+    c0 = time.process_time()
+    rounds = 4
+    for _ in range(rounds):
+        hashlib.sha256(block)
+    return (time.process_time() - c0) / (rounds * len(block)) * total
 
 
 def main() -> None:
@@ -182,7 +232,8 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, *, server_pid: int 
     print(f"pull bench: {args.n} adapters x {total / args.n / 1e6:.3f} MB ({total / 1e6:.1f} MB) "
           f"on SeaweedFS at {endpoint}{f' (pid {server_pid})' if server_pid else ''}, catalog "
           f"{catalog.dialect}, workers={args.workers}, median of {args.repeat} interleaved "
-          f"rounds; seeded in {time.perf_counter() - t0:.1f}s; {os.cpu_count()} CPUs")
+          f"rounds; seeded in {time.perf_counter() - t0:.1f}s; {os.cpu_count()} CPUs"
+          f"{page_reporting_note()}")
 
     counter = iter(range(10**6))
 
@@ -246,30 +297,40 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, *, server_pid: int 
     settle()
     from zoo.storage.pull import resolve_items
 
-    secs, cpu = timed(lambda: resolve_items(catalog, tag="bench"))
+    secs, cpu, _server = timed(lambda: resolve_items(catalog, tag="bench"))
     print(f"catalog resolve of the {args.n} adapters alone: {secs * 1000:.0f} ms "
           f"({cpu * 1000:.0f} ms CPU)")
     methods = {RAW_MEMORY: raw_memory, RAW_STREAM: raw_stream, LIBRARY: zoo_library,
                CLI: zoo_cli, SEQUENTIAL_FILES: sequential_files, SEQUENTIAL: sequential}
-    runs: dict[str, list[tuple[float, float]]] = {label: [] for label in methods}
+    runs: dict[str, list[tuple[float, float, float]]] = {label: [] for label in methods}
     shuffle = random.Random(0)
     for _ in range(args.repeat):  # a new order each round: no method always follows another
         order = list(methods)
         shuffle.shuffle(order)
         for label in order:
-            runs[label].append(timed(methods[label]))
+            runs[label].append(timed(methods[label], server_pid))
             settle()
     report(runs, args.n, total)
+    if server_pid is not None:
+        report_ceiling(runs, total)
     catalog.close()
 
 
-def report(runs: dict[str, list[tuple[float, float]]], n: int, total: int) -> None:
-    wall = {k: statistics.median(w for w, _c in v) for k, v in runs.items()}
-    cpu = {k: statistics.median(c for _w, c in v) for k, v in runs.items()}
-    print(f"{'method':32} {'seconds':>8} {'CPU s':>7} {'objects/s':>10} {'MB/s':>8}")
+Runs = dict[str, list[tuple[float, float, float]]]
+
+
+def medians(runs: Runs, field: int) -> dict[str, float]:
+    """Per method, the median of one field of its (wall, CPU, server CPU) rounds."""
+    return {k: statistics.median(r[field] for r in v) for k, v in runs.items()}
+
+
+def report(runs: Runs, n: int, total: int) -> None:
+    wall, cpu, server = medians(runs, 0), medians(runs, 1), medians(runs, 2)
+    print(f"{'method':32} {'seconds':>8} {'CPU s':>7} {'server CPU s':>12} {'objects/s':>10} "
+          f"{'MB/s':>8}")
     for label, secs in wall.items():
-        print(f"{label:32} {secs:8.3f} {cpu[label]:7.2f} {n / secs:10.1f} "
-              f"{total / 1e6 / secs:8.1f}")
+        print(f"{label:32} {secs:8.3f} {cpu[label]:7.2f} {server[label]:12.2f} "
+              f"{n / secs:10.1f} {total / 1e6 / secs:8.1f}")
     limit, lib, cli = wall[RAW_STREAM], wall[LIBRARY], wall[CLI]
     seq, seq_mem = wall[SEQUENTIAL_FILES], wall[SEQUENTIAL]
     print(f"zoo library / raw streamed to files: {limit / lib:.2f}x  (target >= 0.9)")
@@ -278,6 +339,29 @@ def report(runs: dict[str, list[tuple[float, float]]], n: int, total: int) -> No
     print(f"zoo library / sequential to files:   {seq / lib:.2f}x  (target >= 1.0)")
     print(f"zoo CLI / sequential to files:       {seq / cli:.2f}x")
     print(f"zoo library / sequential in memory:  {seq_mem / lib:.2f}x")
+
+
+def report_ceiling(runs: Runs, total: int) -> None:
+    """The best ratio any client that hashes every byte can reach here (see the docstring)."""
+    wall, cpu, server = medians(runs, 0), medians(runs, 1), medians(runs, 2)
+    cpus = len(os.sched_getaffinity(0))
+    hash_cpu = sha256_cpu_seconds(total)
+    raw_cpu = cpu[RAW_STREAM] + server[RAW_STREAM]
+    floor = max(wall[RAW_STREAM], (raw_cpu + hash_cpu) / cpus)
+    lib = wall[LIBRARY]
+    print(f"raw streamed to files used {raw_cpu:.2f} CPU s (client {cpu[RAW_STREAM]:.2f} + "
+          f"server {server[RAW_STREAM]:.2f}) in {wall[RAW_STREAM]:.3f} s: "
+          f"{raw_cpu / wall[RAW_STREAM]:.2f} of {cpus} CPUs busy")
+    print(f"sha256 of the {total / 1e6:.1f} MB: {hash_cpu:.2f} CPU s; a verifying client needs "
+          f">= {floor:.3f} s on {cpus} CPUs")
+    print(f"ceiling vs raw streamed to files:    {wall[RAW_STREAM] / floor:.2f}x  "
+          f"(zoo library {wall[RAW_STREAM] / lib:.2f}x)")
+    print(f"ceiling vs sequential to files:      {wall[SEQUENTIAL_FILES] / floor:.2f}x  "
+          f"(zoo library {wall[SEQUENTIAL_FILES] / lib:.2f}x)")
+    extra = cpu[LIBRARY] + server[LIBRARY] - raw_cpu - hash_cpu
+    print(f"zoo library CPU beyond raw + sha256: {extra:+.2f} s "
+          f"({extra / total * 1e9:+.2f} CPU s per GB)")
+
 
 if __name__ == "__main__":
     main()
