@@ -58,6 +58,17 @@ def store_options(fn: F) -> F:
     return catalog_option(fn)
 
 
+def listen_options(*, port: int, port_help: str = "Port to listen on.") -> Callable[[F], F]:
+    """``--host`` and ``--port`` of a command that listens: loopback unless told otherwise."""
+    def decorate(fn: F) -> F:
+        fn = click.option("--port", type=click.IntRange(1, 65535), default=port,
+                          show_default=True, help=port_help)(fn)
+        return click.option("--host", default="127.0.0.1", show_default=True,
+                            help="Address to listen on; put a TLS reverse proxy in front for "
+                                 "other hosts.")(fn)
+    return decorate
+
+
 def select_option(*, required: bool = False, help: str | None = None) -> Callable[[F], F]:
     """``--select QUERY``: which adapters, in the `zoo ls` query language (quote it)."""
     return click.option("--select", "query", cls=AliasedOption, hidden_aliases=("--query",),

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import click
 
-from zoo.cli.options import select_option, store_options
+from zoo.cli.options import listen_options, select_option, store_options
 
 
 @click.command("serve", short_help="Serve adapters over HTTP (OpenAI API) on Ray Serve.")
 @click.argument("base", metavar="BASE")
 @click.option("--tag", default=None, metavar="T", help="Serve only adapters with this tag.")
 @select_option(help="Serve only adapters matching QUERY, the `zoo ls` language; quote it.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8760, show_default=True,
-              help="HTTP port of the Ray Serve proxy.")
+@listen_options(port=8760, port_help="HTTP port of the Ray Serve proxy.")
 @click.option("--max-adapters", type=click.IntRange(1, 100_000), default=64, show_default=True,
               help="Expanded adapters each replica keeps in memory (least recently used out).")
 @click.option("--refresh", default="10s", show_default=True,

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from zoo.cli.options import store_options
+from zoo.cli.options import listen_options, store_options
 
 
 def register(group: click.Group) -> None:
@@ -15,10 +15,7 @@ def register(group: click.Group) -> None:
 
 
 @click.command(short_help="Serve the catalog to a team: REST API, tokens, audit.")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; put a TLS reverse proxy in front for other hosts.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8750, show_default=True,
-              help="Port to listen on.")
+@listen_options(port=8750)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes; one per core serves a busy team best (SQLite and "
                    "PostgreSQL catalogs both take several).")
