@@ -13,7 +13,6 @@ verify what goes in and comes out.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import tempfile
@@ -27,12 +26,11 @@ from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from zoo.errors import ConfigError, IntegrityError, NotFoundError, StoreError
-from zoo.files import ordinary_mode, sha256_file
+from zoo.files import hash_stream, ordinary_mode, sha256_file
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 BLOB_DIR = "blobs/sha256"
 TEMP_SUFFIX = ".incomplete"  # a local blob being written: hidden, renamed into place when done
-CHUNK = 1024 * 1024
 
 
 def check_digest(digest: str) -> str:
@@ -173,12 +171,9 @@ class LocalBlobStore:
         changed since it was hashed) are refused, never stored under the wrong name."""
 
         def fill(out: BinaryIO) -> None:
-            h = hashlib.sha256()
             with open(path, "rb") as src:
-                while chunk := src.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-            if h.hexdigest() != digest:
+                got, _size = hash_stream(src, out)
+            if got != digest:
                 raise IntegrityError(f"{path} changed while it was being stored (its bytes no "
                                      f"longer hash to sha256:{digest[:12]}…); nothing was stored")
 
@@ -247,19 +242,12 @@ class LocalBlobStore:
 
     def read_into(self, digest: str, out: BinaryIO, *,
                   size: int | None = None) -> tuple[str, int]:
-        src = self.path_for(digest)
-        h = hashlib.sha256()
-        size = 0
         try:
-            fin = open(src, "rb")  # noqa: SIM115 - closed below, error mapped first
+            fin = open(self.path_for(digest), "rb")  # noqa: SIM115 - closed below, error mapped first
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} is missing from store {self.url}") from None
         with fin:
-            while chunk := fin.read(CHUNK):
-                h.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        return h.hexdigest(), size
+            return hash_stream(fin, out)
 
     def touch(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -37,10 +37,9 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.utils import parse_timestamp
 
 from zoo.errors import NotFoundError, StoreError
-from zoo.files import sha256_fileobj
+from zoo.files import hash_stream
 from zoo.storage.blobstore import (
     BLOB_DIR,
-    CHUNK,
     BlobInfo,
     UnfinishedWrite,
     blob_key,
@@ -213,7 +212,7 @@ class S3BlobStore:
                 raise self._fail("download of", digest, exc) from exc
             out.flush()
             out.seek(0)
-            return sha256_fileobj(out)
+            return hash_stream(out)
         last: Exception | None = None
         for attempt in range(STREAM_ATTEMPTS):
             if attempt:  # a retry starts from an empty file
@@ -232,7 +231,7 @@ class S3BlobStore:
     def _stream_to(self, key: str, out: BinaryIO, *, size: int | None = None) -> tuple[str, int]:
         """One GET into ``out``, hashed on the way. A body of known small ``size`` is read in
         one call and written once (per-chunk calls cost more than the hash of 50 KB); others
-        are streamed in CHUNK pieces, each hashed while it is still in the cache."""
+        are streamed in pieces (``hash_stream``), each hashed while it is still in the cache."""
         response = self.client.get_object(Bucket=self.bucket, Key=key)
         body = response["Body"]
         try:
@@ -240,13 +239,7 @@ class S3BlobStore:
                 data = body.read()
                 out.write(data)
                 return hashlib.sha256(data).hexdigest(), len(data)
-            h = hashlib.sha256()
-            got = 0
-            while chunk := body.read(CHUNK):
-                h.update(chunk)
-                got += len(chunk)
-                out.write(chunk)
-            return h.hexdigest(), got
+            return hash_stream(body, out)
         finally:
             body.close()
 
@@ -317,12 +310,8 @@ class S3BlobStore:
         key = self.key_for(digest)
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            h = hashlib.sha256()
-            size = 0
             try:
-                while chunk := body.read(CHUNK):
-                    h.update(chunk)
-                    size += len(chunk)
+                return hash_stream(body)
             finally:
                 body.close()
         except ClientError as exc:
@@ -331,7 +320,6 @@ class S3BlobStore:
             raise self._fail("read of", digest, exc) from exc
         except BotoCoreError as exc:
             raise self._fail("read of", digest, exc) from exc
-        return h.hexdigest(), size
 
 
     # ---- named objects outside the blob space: the store's binding, s3:// inputs -----------

@@ -18,7 +18,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from zoo.errors import IntegrityError
 
@@ -169,16 +169,20 @@ def remove(path: str | os.PathLike[str]) -> None:
 def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """(sha256 hex, size) of a file, streamed."""
     with open(path, "rb") as fh:
-        return sha256_fileobj(fh)
+        return hash_stream(fh)
 
 
-def sha256_fileobj(fh: BinaryIO) -> tuple[str, int]:
-    """(sha256 hex, size) of what an open binary file holds from its current position on."""
+def hash_stream(src: Any, out: BinaryIO | None = None) -> tuple[str, int]:
+    """(sha256 hex, size) of everything ``src`` (anything with ``read(n)``: a file, an HTTP or
+    S3 body) yields from here on, read in CHUNK pieces; each piece is also written to ``out``
+    when given, while it is still in the cache."""
     h = hashlib.sha256()
     size = 0
-    while chunk := fh.read(CHUNK):
+    while chunk := src.read(CHUNK):
         h.update(chunk)
         size += len(chunk)
+        if out is not None:
+            out.write(chunk)
     return h.hexdigest(), size
 
 

@@ -10,7 +10,6 @@ come from a presigned S3 URL or from the server; the token is only ever sent to 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -23,12 +22,12 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from zoo import errors as zerr
 from zoo.client.base import Json, ProgressFn
+from zoo.files import hash_stream
 from zoo.job_state import TERMINAL
 
 TOKEN_FILE = "token"
 TERMINAL_STATES = frozenset(str(s) for s in TERMINAL)
 TIMEOUT_S = 300.0
-CHUNK = 1 << 20
 
 
 def resolve_token() -> str | None:
@@ -360,14 +359,10 @@ class _RemoteBlobs:
         if not urlsplit(url).scheme:  # the server's path: the only place the token goes
             url = urljoin(self.client.url + "/", url.lstrip("/"))
             headers = self.client._headers()
-        h, got = hashlib.sha256(), 0
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
                                         timeout=TIMEOUT_S) as response:
-                while chunk := response.read(CHUNK):
-                    h.update(chunk)
-                    got += len(chunk)
-                    out.write(chunk)
+                return hash_stream(response, out)
         except OSError as exc:
             status = getattr(exc, "code", None)
             if status == 404:
@@ -376,4 +371,3 @@ class _RemoteBlobs:
                 raise_for(status, exc.read() if hasattr(exc, "read") else b"")
             raise zerr.ServerError(f"download of blob sha256:{digest} failed: "
                                    f"{type(exc).__name__}") from None
-        return h.hexdigest(), got
