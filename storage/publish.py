@@ -27,12 +27,12 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from zoo.adapter_meta import parse_adapter_header
+from zoo.adapter_source import read_adapter_source
 from zoo.errors import IntegrityError
 from zoo.names import parse_name_alias, parse_tags, validate_name
 from zoo.storage.blobstore import BlobStore
@@ -97,7 +97,7 @@ def publish(
     name = validate_name(name)
     tag_list = [str(t) for t in parse_tags(list(tags))]
     alias_list = [f"{n}@{a}" for n, a in (parse_name_alias(x, default_name=name) for x in aliases)]
-    data = source if isinstance(source, bytes) else read_source(Path(source))
+    data = source if isinstance(source, bytes) else read_adapter_source(source)
     header = parse_adapter_header(data, source="adapter" if isinstance(source, bytes)
                                   else str(source))
     if job_id is not None and not job_running:
@@ -130,32 +130,6 @@ def publish(
         upload.settle()  # the blob still lands, as an orphan for gc: no temp file left behind
         raise
     return PublishResult(adapter=adapter, uploaded=upload.uploaded)
-
-
-def read_source(path: Path) -> bytes:
-    """The bytes of an adapter file (or a PEFT directory converted to one), read once.
-
-    A file that changes while it is read (size, mtime or inode differ before and after) is
-    refused: its bytes would be a mix of two versions."""
-    if path.is_dir():
-        from zoo.peft_io import check_peft_dir
-
-        check_peft_dir(path)  # torch-free: a pickle-only directory never imports torch
-        from zoo.adapter import Adapter
-
-        return Adapter.from_peft(path).to_bytes()
-    try:
-        before = os.stat(path)
-        with open(path, "rb") as fh:
-            data = fh.read()
-            after = os.fstat(fh.fileno())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"nothing to push at {path}: no such file or directory") from None
-    if (before.st_size, before.st_mtime_ns, before.st_ino) != \
-            (after.st_size, after.st_mtime_ns, after.st_ino) or len(data) != after.st_size:
-        raise IntegrityError(f"{path} changed while it was being read; push it again once "
-                             "nothing writes it")
-    return data
 
 
 def _published_by_job(catalog: Catalog, job_id: str) -> dict[str, Any] | None:

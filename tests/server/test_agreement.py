@@ -114,3 +114,22 @@ def _corrupt(store, digest: str, data: bytes) -> None:
         target.write_bytes(data)
     else:
         store.client.put_object(Bucket=store.bucket, Key=store.key_for(digest), Body=data)
+
+
+def test_a_peft_directory_pushed_through_the_server_is_the_adapter_a_direct_push_makes(
+        served, tmp_path):
+    s = served
+    push_direct(s, tmp_path, "sent", 1, "--alias", "sent@prod")
+    exported = json.loads(s.zoo("pull", "sent@prod", "-o", str(tmp_path / "peft"), "--format",
+                                "peft", "--json", remote=False).stdout)
+    peft_dir = exported["adapters"][0]["path"]
+    remote = json.loads(s.zoo("push", peft_dir, "--name", "imported", "--json").stdout)
+    direct = json.loads(s.zoo("push", peft_dir, "--name", "imported", "--json",
+                              remote=False).stdout)
+    assert remote["uploaded"] and not direct["uploaded"]
+    assert (remote["id"], remote["digest"]) == (direct["id"], direct["digest"])
+
+    missing = str(tmp_path / "nothing-here")
+    far = s.zoo("push", missing, "--name", "imported", ok=False)
+    near = s.zoo("push", missing, "--name", "imported", remote=False, ok=False)
+    assert (far.exit_code, far.stderr) == (near.exit_code, near.stderr) == (4, near.stderr)

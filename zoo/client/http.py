@@ -176,19 +176,13 @@ class HttpClient:
     # ---------------------------------------------------------------------- transfer
     def push(self, path: str, *, name: str, tags: Sequence[str], aliases: Sequence[str],
              base: str | None) -> Json:
-        source = Path(path)
-        if source.is_dir():
-            raise zerr.ConfigError(f"{path} is a directory: through ZOO_URL push the zoo "
-                                   "adapter file (a PEFT directory is converted only by direct "
-                                   "use)")
-        try:
-            data = source.read_bytes()
-        except FileNotFoundError:
-            raise zerr.NotFoundError(f"no such file: {path}") from None
+        from zoo.adapter_source import read_adapter_source
+
+        data = read_adapter_source(path)  # a PEFT directory is converted here, as direct use does
         fields = [("name", name), *(("tags", t) for t in tags), *(("aliases", a) for a in aliases)]
         if base is not None:
             fields.append(("base", base))
-        body, content_type = _multipart(fields, source.name, data)
+        body, content_type = _multipart(fields, Path(path).name, data)
         return self.request("POST", "/adapters", raw=body, content_type=content_type)
 
     def pull(self, refs: Sequence[str], *, out_dir: str, tag: str | None, query: str | None,
