@@ -1,8 +1,8 @@
 """``zoo push | pull | fsck | gc``: moving adapters between disk, the object store and the catalog.
 
-Each command parses, makes one library call (``zoo.storage.publish`` / ``pull`` / ``fsck``),
-prints. Nothing here imports torch: only ``push`` of a PEFT directory and ``pull --format
-peft|merged`` do, inside the library, when they need it.
+Each command parses, makes one client call (``zoo.client``: the catalog and store directly, or
+a team server), prints. Nothing here imports torch: only ``push`` of a PEFT directory and
+``pull --format peft|merged`` do, inside the library, when they need it.
 """
 
 from __future__ import annotations
@@ -145,25 +145,23 @@ def fsck(ctx: click.Context, verify: bool, workers: int, as_json: bool,
     Example:
       zoo fsck --verify
     """
-    from zoo.client import direct_only
+    from zoo.cli.catalog import client
     from zoo.errors import IntegrityError
-    from zoo.storage.fsck import fsck as run_fsck
 
-    direct_only("fsck")
-    with opened(catalog_url, store_url, workers=workers) as (catalog, store):
-        report = run_fsck(catalog, store, verify=verify, workers=workers)
+    with client(catalog_url, store_url, workers=workers) as zoo:
+        report = zoo.fsck(verify=verify, workers=workers)
     if as_json:
-        _emit(report.to_dict())
+        _emit(report)
     else:
-        click.echo(f"{report.adapters} adapter row(s), {report.blobs} blob(s) in {report.store}"
-                   f"{' (verified by sha256)' if report.verified else ''}")
-        for orphan in report.orphans:
-            click.echo(f"orphan blob sha256:{orphan.digest} ({orphan.size} bytes)")
-        for problem in [*report.missing, *report.mismatched]:
-            click.echo(problem.describe())
-        click.echo("ok" if report.ok else
-                   f"DAMAGED: {len(report.missing)} missing, {len(report.mismatched)} mismatched")
-    if not report.ok:
+        click.echo(f"{report['adapter_count']} adapter row(s), {report['blob_count']} blob(s) "
+                   f"in {report['store']}{' (verified by sha256)' if report['verified'] else ''}")
+        for orphan in report["orphans"]:
+            click.echo(f"orphan blob sha256:{orphan['digest']} ({orphan['size']} bytes)")
+        for problem in [*report["missing"], *report["mismatched"]]:
+            click.echo(problem["message"])
+        click.echo("ok" if report["ok"] else f"DAMAGED: {len(report['missing'])} missing, "
+                   f"{len(report['mismatched'])} mismatched")
+    if not report["ok"]:
         ctx.exit(IntegrityError.exit_code)
 
 

@@ -419,6 +419,19 @@ def collect_garbage(request: Request, body: GcBody, token: Token = Depends(admin
                   dry_run=body.dry_run, force=body.force).to_dict()
 
 
+class FsckBody(BaseModel):
+    verify: bool = False
+    workers: int = Field(default=16, ge=1, le=256)
+
+
+@router.post("/fsck", summary="Check the store against the catalog (admin)")
+def check_store(request: Request, body: FsckBody, _token: Token = Depends(admin)) -> Json:
+    from zoo.storage.fsck import fsck
+
+    return fsck(catalog_of(request), store_of(request), verify=body.verify,
+                workers=body.workers).to_dict()
+
+
 # ------------------------------------------------------------------------ tokens, audit
 @router.get("/tokens", summary="List tokens (never their secrets)")
 def list_tokens(request: Request, _token: Token = Depends(admin)) -> list[Json]:

@@ -74,8 +74,8 @@ class FsckReport:
             "adapter_count": self.adapters,  # "adapters" is a list wherever the zoo says it
             "verified": self.verified,
             "orphans": [asdict(o) for o in self.orphans],
-            "missing": [asdict(p) for p in self.missing],
-            "mismatched": [asdict(p) for p in self.mismatched],
+            "missing": [{**asdict(p), "message": p.describe()} for p in self.missing],
+            "mismatched": [{**asdict(p), "message": p.describe()} for p in self.mismatched],
         }
 
 

@@ -133,3 +133,25 @@ def test_a_peft_directory_pushed_through_the_server_is_the_adapter_a_direct_push
     far = s.zoo("push", missing, "--name", "imported", ok=False)
     near = s.zoo("push", missing, "--name", "imported", remote=False, ok=False)
     assert (far.exit_code, far.stderr) == (near.exit_code, near.stderr) == (4, near.stderr)
+
+
+def test_fsck_through_the_server_reports_what_direct_use_does(served, tmp_path):
+    s = served
+    a, path, digest = push_direct(s, tmp_path, "sent", 1)
+    gone, _, orphan = push_direct(s, tmp_path, "old", 2)
+    push_direct(s, tmp_path, "kept", 3)
+    s.zoo("rm", gone, remote=False)
+    clean = json.loads(both(s, "fsck", "--verify", "--json"))
+    assert clean["ok"] and [o["digest"] for o in clean["orphans"]] == [orphan]
+    assert f"orphan blob sha256:{orphan}" in both(s, "fsck")
+
+    good = path.read_bytes()
+    _corrupt(s.backend.store, digest, good[:-1] + bytes([good[-1] ^ 0xFF]))
+    far = s.zoo("fsck", "--verify", "--json", ok=False)
+    near = s.zoo("fsck", "--verify", "--json", remote=False, ok=False)
+    assert far.exit_code == near.exit_code == 5 and far.stdout == near.stdout
+    [damaged] = json.loads(far.stdout)["mismatched"]
+    assert damaged["digest"] == digest and a in damaged["message"]
+    text = s.zoo("fsck", "--verify", ok=False)
+    assert text.exit_code == 5 and f"digest mismatch sha256:{digest}" in text.stdout
+    assert text.stdout.rstrip().endswith("DAMAGED: 0 missing, 1 mismatched")

@@ -204,6 +204,16 @@ def test_gc_through_the_server_needs_an_unprefixed_admin_token(served_sqlite, tm
     assert row["actor"] == "root" and row["after"]["adapter_blobs"] == 1
 
 
+def test_fsck_through_the_server_needs_an_unprefixed_admin_token(served_sqlite, tmp_path):
+    s = served_sqlite
+    push_direct(s, tmp_path, "sent", 1)
+    for token in (s.token("r", "read"), s.token("w", "write"),
+                  s.token("team-admin", "admin", prefix="team-b.")):
+        refused(s.zoo("fsck", "--verify", token=token, ok=False))
+    report = json.loads(s.zoo("fsck", "--verify", "--json").stdout)
+    assert report["ok"] and report["adapter_count"] == 1 and report["verified"]
+
+
 def test_an_unreachable_server_is_one_line_without_credentials(served_sqlite):
     from tests.conftest import free_port
 

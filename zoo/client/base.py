@@ -64,6 +64,10 @@ class Client(Protocol):
     def gc(self, *, grace: str, dry_run: bool, force: bool) -> Json:
         """Remove what no catalog row needs (``GcReport.to_dict()``); admin only via a server."""
 
+    def fsck(self, *, verify: bool, workers: int) -> Json:
+        """Check the store against the catalog (``FsckReport.to_dict()``); admin only via a
+        server."""
+
     def token_create(self, name: str, *, scope: str, prefix: str | None,
                      expires_s: float | None) -> Json:
         """The token's fields plus ``token``, its secret (shown once)."""

@@ -153,6 +153,11 @@ class DirectClient:
 
         return gc(self.catalog, self.store, grace=grace, dry_run=dry_run, force=force).to_dict()
 
+    def fsck(self, *, verify: bool, workers: int) -> Json:
+        from zoo.storage.fsck import fsck
+
+        return fsck(self.catalog, self.store, verify=verify, workers=workers).to_dict()
+
     # --------------------------------------------------------------------- tokens, audit
     def token_create(self, name: str, *, scope: str, prefix: str | None,
                      expires_s: float | None) -> Json:

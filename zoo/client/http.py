@@ -10,6 +10,7 @@ come from a presigned S3 URL or from the server; the token is only ever sent to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -234,10 +235,17 @@ class HttpClient:
                 raise zerr.DataError(f"dataset {dataset}: no such file")
             name, data = path.name, path.read_bytes()
         body, content_type = _multipart(fields, name, data)
-        self.close()  # an evaluation takes as long as it takes: no socket timeout for it
+        with self._untimed():  # an evaluation takes as long as it takes
+            return self.request("POST", "/evals", raw=body, content_type=content_type)
+
+    @contextlib.contextmanager
+    def _untimed(self) -> Iterator[None]:
+        """No socket timeout for the requests inside: the server answers a long job (an
+        evaluation, a full re-hash) only when it is done."""
+        self.close()
         self._timeout = None
         try:
-            return self.request("POST", "/evals", raw=body, content_type=content_type)
+            yield
         finally:
             self.close()
             self._timeout = TIMEOUT_S
@@ -248,6 +256,10 @@ class HttpClient:
     def gc(self, *, grace: str, dry_run: bool, force: bool) -> Json:
         return self.request("POST", "/gc", body={"grace": grace, "dry_run": dry_run,
                                                  "force": force})
+
+    def fsck(self, *, verify: bool, workers: int) -> Json:
+        with self._untimed():  # --verify reads every byte of the store
+            return self.request("POST", "/fsck", body={"verify": verify, "workers": workers})
 
     # ------------------------------------------------------------------ tokens, audit
     def token_create(self, name: str, *, scope: str, prefix: str | None,
