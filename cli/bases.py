@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from zoo.cli.options import json_option, store_options
-from zoo.cli.transfer import opened
 
 
 def register(group: click.Group) -> None:
@@ -32,25 +31,24 @@ def base() -> None:
 def base_add(name: str, location: str, upload: bool, as_json: bool, catalog_url: str | None,
              store_url: str | None) -> None:
     """Register LOCATION (a model directory, s3://bucket/prefix or a hub id in the local
-    Hugging Face cache) as the base model NAME.
+    Hugging Face cache) as the base model NAME. Through a team server (ZOO_URL) only an
+    s3:// prefix is accepted, with an admin token that has no name prefix.
 
     \b
     Examples:
       zoo base add llama-3-8b s3://models/llama-3-8b
       zoo base add minilm ./models/minilm --upload
     """
+    from zoo.cli.catalog import client
     from zoo.cli.output import echo_json, safe
-    from zoo.client import direct_only
-    from zoo.storage.bases import register_location
 
-    direct_only("base add")
-    with opened(catalog_url, store_url) as (catalog, store):
-        view = register_location(catalog, store, name, location, upload=upload)
+    with client(catalog_url, store_url) as zoo:
+        view = zoo.base_add(name, location, upload=upload)
     if as_json:
-        echo_json(view.to_json())
+        echo_json(view)
     else:
-        click.echo(f"registered base {safe(view.name)} (digest {view.digest[:12]}…) at "
-                   f"{safe(view.location)}; {view.adapters} adapter(s) use it")
+        click.echo(f"registered base {safe(view['name'])} (digest {view['digest'][:12]}…) at "
+                   f"{safe(view['location'])}; {view['adapter_count']} adapter(s) use it")
 
 
 @base.command("ls", short_help="List base models and where they live.")

@@ -21,6 +21,7 @@ from zoo.server import cursors
 from zoo.server.auth import require
 from zoo.server.errors import ERROR_STATUSES, ErrorBody
 from zoo.storage import audit
+from zoo.storage.bases import MAX_LOCATION
 from zoo.storage.tokens import Token
 
 router = APIRouter(prefix="/api/v1",
@@ -263,6 +264,23 @@ def bases(request: Request, _token: Token = Depends(reader)) -> list[Json]:
     from zoo.storage.bases import list_bases
 
     return [v.to_json() for v in catalog_of(request).run(list_bases, readonly=True)]
+
+
+class BaseBody(BaseModel):
+    name: str = Field(max_length=200)
+    location: str = Field(max_length=MAX_LOCATION)
+
+
+@router.post("/bases", summary="Register a base model at an s3:// location (admin)")
+def add_base(request: Request, body: BaseBody, token: Token = Depends(admin)) -> Json:
+    from zoo.storage.bases import register_location
+
+    if not body.location.startswith("s3://"):  # never the server's own disk or hub cache
+        raise ConfigError("through the server a base location must be an s3:// prefix; "
+                          "register a local directory where the catalog is")
+    with audit.acting_as(token.name):
+        return register_location(catalog_of(request), store_of(request), body.name,
+                                 body.location).to_json()
 
 
 @router.get("/leaderboard", summary="Adapters ranked by a metric on a dataset")

@@ -6,7 +6,8 @@ records ``local:<os user>``. A change and its audit row therefore commit togethe
 and every caller of the storage layer (CLI, server, workers) is audited the same way.
 
 Verbs recorded: ``push``, ``tag``, ``untag``, ``alias.set``, ``alias.rm``, ``rm``, ``submit``,
-``cancel``, ``eval``, ``token.create``, ``token.revoke``, ``gc``. ``before``/``after`` hold JSON.
+``cancel``, ``eval``, ``token.create``, ``token.revoke``, ``gc``, ``base.add``.
+``before``/``after`` hold JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from zoo.names import parse_name_alias
 from zoo.storage.tables import AuditRow, utcnow
 
 VERBS = ("push", "tag", "untag", "alias.set", "alias.rm", "rm", "submit", "cancel", "eval",
-         "token.create", "token.revoke", "gc")
+         "token.create", "token.revoke", "gc", "base.add")
 ALIAS_VERBS = ("alias.set", "alias.rm")
 MAX_ROWS = 10_000
 _actor: ContextVar[str | None] = ContextVar("zoo_audit_actor", default=None)

@@ -33,6 +33,7 @@ from zoo.errors import (
     NotFoundError,
 )
 from zoo.names import validate_name
+from zoo.storage import audit
 from zoo.storage.blobstore import BlobStore
 from zoo.storage.db import Catalog
 from zoo.storage.sql import insert_ignoring_conflicts
@@ -243,7 +244,7 @@ def register_location(catalog: Catalog, store: BlobStore, name: str, location: s
 
     validate_name(name, "base name")
     path = Path(location).expanduser()
-    if path.is_dir():
+    if "://" not in location and path.is_dir():  # s3://b/p is never a local "s3:" folder
         directory = path.resolve()
         location = (staging.MODEL_SCHEME + staging.upload_model_dir(
             staging.open_artifacts(store.url), directory)) if upload else str(directory)
@@ -257,4 +258,11 @@ def register_location(catalog: Catalog, store: BlobStore, name: str, location: s
                                 "or a model in the local Hugging Face cache")
         directory = local
     digest = base_model_digest(directory)
-    return catalog.run(lambda session: register(session, name, location, digest))
+
+    def add(session: Session) -> BaseView:
+        view = register(session, name, location, digest)
+        audit.record(session, "base.add", f"base:{view.name}",
+                     after={"location": location, "digest": digest})
+        return view
+
+    return catalog.run(add)

@@ -40,6 +40,8 @@ def test_base_add_ls_and_push_links_by_digest(backend, tmp_path):
     assert added["digest"] == digest and added["location"] == str(tmp_path / "base")
     rows = json.loads(zoo(backend, "base", "ls", "--json").stdout)
     assert [(r["name"], r["adapter_count"]) for r in rows] == [("tiny-llama", 1)]  # moved
+    [entry] = json.loads(zoo(backend, "audit", "--verb", "base.add", "--json").stdout)
+    assert entry["target"] == "base:tiny-llama" and entry["after"]["digest"] == digest
 
     # pushed after: linked to the registered base by digest, whatever the file calls it
     other, _ = real_adapter(tmp_path / "b.safetensors", seed=2, base_dir=tmp_path / "base")

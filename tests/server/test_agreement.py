@@ -155,3 +155,35 @@ def test_fsck_through_the_server_reports_what_direct_use_does(served, tmp_path):
     text = s.zoo("fsck", "--verify", ok=False)
     assert text.exit_code == 5 and f"digest mismatch sha256:{digest}" in text.stdout
     assert text.stdout.rstrip().endswith("DAMAGED: 0 missing, 1 mismatched")
+
+
+def test_base_add_through_the_server_registers_an_s3_prefix_and_nothing_else(served, tmp_path):
+    from blob_fixtures import real_adapter
+
+    from zoo.digest import base_model_digest
+
+    s = served
+    native, _ = real_adapter(tmp_path / "a.safetensors", seed=1, base_dir=tmp_path / "base")
+    digest = base_model_digest(tmp_path / "base")
+    s.zoo("push", str(native), "--name", "early", remote=False)
+    for args, says in (((str(tmp_path / "base"),), "must be an s3:// prefix"),
+                       (("tiny-llama",), "must be an s3:// prefix"),  # a hub id: the server's cache
+                       ((str(tmp_path / "base"), "--upload"), "--upload is not available")):
+        result = s.zoo("base", "add", "tiny", *args, ok=False)
+        assert result.exit_code == 2 and says in result.stderr, result.output
+        assert result.stderr.count("\n") == 1
+    assert json.loads(s.zoo("base", "ls", "--json").stdout)[0]["location"] is None
+    if s.backend.kind != "pg-s3":
+        return
+    store = s.backend.store
+    for file in sorted((tmp_path / "base").iterdir()):
+        store.client.put_object(Bucket=store.bucket, Key=f"models/tiny/{file.name}",
+                                Body=file.read_bytes())
+    location = f"s3://{store.bucket}/models/tiny"
+    added = json.loads(s.zoo("base", "add", "tiny", location, "--json").stdout)
+    assert (added["digest"], added["location"], added["adapter_count"]) == (digest, location, 1)
+    [row] = json.loads(both(s, "base", "ls", "--json"))
+    assert (row["name"], row["location"]) == ("tiny", location)
+    [entry] = json.loads(s.zoo("audit", "--verb", "base.add", "--json").stdout)
+    assert entry["actor"] == "root" and entry["after"] == {"location": location,
+                                                          "digest": digest}

@@ -214,6 +214,14 @@ def test_fsck_through_the_server_needs_an_unprefixed_admin_token(served_sqlite, 
     assert report["ok"] and report["adapter_count"] == 1 and report["verified"]
 
 
+def test_base_add_through_the_server_needs_an_unprefixed_admin_token(served_sqlite):
+    s = served_sqlite
+    for token in (s.token("r", "read"), s.token("w", "write"),
+                  s.token("team-admin", "admin", prefix="team-b.")):
+        refused(s.zoo("base", "add", "team-b.base", "s3://models/base", token=token, ok=False))
+    assert json.loads(s.zoo("base", "ls", "--json").stdout) == []
+
+
 def test_an_unreachable_server_is_one_line_without_credentials(served_sqlite):
     from tests.conftest import free_port
 

@@ -55,6 +55,10 @@ class Client(Protocol):
 
     def bases(self) -> list[Json]: ...
 
+    def base_add(self, name: str, location: str, *, upload: bool) -> Json:
+        """Register ``location`` as the base ``name`` (``BaseView.to_json()``); via a server an
+        unprefixed admin token and an ``s3://`` location only."""
+
     def evaluate(self, *, query: str, dataset: str, metrics: Sequence[str] | None,
                  batch_size: int, max_examples: int | None, force: bool, address: str | None,
                  progress: ProgressFn | None) -> Json:

@@ -148,6 +148,12 @@ class DirectClient:
 
         return [v.to_json() for v in self.catalog.run(list_bases, readonly=True)]
 
+    def base_add(self, name: str, location: str, *, upload: bool) -> Json:
+        from zoo.storage.bases import register_location
+
+        return register_location(self.catalog, self.store, name, location,
+                                 upload=upload).to_json()
+
     def gc(self, *, grace: str, dry_run: bool, force: bool) -> Json:
         from zoo.storage.gc import gc
 

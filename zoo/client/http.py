@@ -253,6 +253,12 @@ class HttpClient:
     def bases(self) -> list[Json]:
         return self.request("GET", "/bases")
 
+    def base_add(self, name: str, location: str, *, upload: bool) -> Json:
+        if upload:
+            raise zerr.ConfigError("--upload is not available through ZOO_URL: copy the "
+                                   "directory to S3 and register its s3:// prefix")
+        return self.request("POST", "/bases", body={"name": name, "location": location})
+
     def gc(self, *, grace: str, dry_run: bool, force: bool) -> Json:
         return self.request("POST", "/gc", body={"grace": grace, "dry_run": dry_run,
                                                  "force": force})
